@@ -1,0 +1,41 @@
+"""User-facing errors: one clear line, no traceback from deep inside torch."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import TypeVar
+
+F = TypeVar("F", bound=Callable[..., object])
+
+
+class GempoError(ValueError):
+    """Bad input or configuration. The message names the file/field/value and what was expected."""
+
+
+def find_user_error(err: BaseException) -> GempoError | None:
+    """The :class:`GempoError` behind ``err`` (Hydra's ``instantiate`` wraps it), if any."""
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, GempoError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def exit_on_user_error(main: F) -> F:
+    """Wrap a command-line entry point so a :class:`GempoError` prints one line and exits 2."""
+
+    @functools.wraps(main)
+    def wrapper(*args, **kwargs):
+        try:
+            return main(*args, **kwargs)
+        except Exception as err:  # noqa: BLE001 - re-raised unless it is a user error
+            user_error = find_user_error(err)
+            if user_error is None:
+                raise
+            print(f"error: {user_error}", file=sys.stderr)
+            sys.exit(2)
+
+    return wrapper  # type: ignore[return-value]

@@ -1,0 +1,138 @@
+"""The LightningModule for online GeMPO: sample, score, weight, match.
+
+Each training batch is a tensor of contexts ``(groups, cond_dim)`` (``cond_dim = 0`` for an
+unconditional policy; see :class:`ContextStream`). For every context the frozen behaviour
+policy draws ``group_size`` samples, the reward scores them, and the trainable policy takes a
+reweighted flow-matching step on them. The behaviour policy is refreshed from the current one
+every ``refresh_every`` steps (1 = on-policy).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterator
+
+import pytorch_lightning as pl
+import torch
+from einops import rearrange, repeat
+from torch import Tensor
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.utils.data import IterableDataset
+
+from gempo.errors import GempoError
+from gempo.losses import GeMPOObjective
+from gempo.policies import GenerativePolicy
+
+Reward = Callable[[Tensor, Tensor], Tensor]
+"""``(cond (batch, cond_dim), x (batch, ...)) -> rewards (batch,)``."""
+
+OptimizerFactory = Callable[..., torch.optim.Optimizer]
+
+
+def freeze(module: torch.nn.Module) -> torch.nn.Module:
+    """Put ``module`` in eval mode with gradients off; returns it."""
+    module.eval()
+    for parameter in module.parameters():
+        parameter.requires_grad_(False)
+    return module
+
+
+class ContextStream(IterableDataset):
+    """An endless stream of context batches ``(groups, cond_dim)`` for an unconditional policy
+    (``cond_dim = 0``) or, with ``sampler``, contexts drawn by ``sampler(groups)``."""
+
+    def __init__(
+        self, groups: int, cond_dim: int = 0, sampler: Callable[[int], Tensor] | None = None
+    ) -> None:
+        if groups < 1:
+            raise GempoError(f"groups (contexts per step) must be >= 1, got {groups}")
+        self.groups = groups
+        self.cond_dim = cond_dim
+        self.sampler = sampler
+
+    def __iter__(self) -> Iterator[Tensor]:
+        while True:
+            if self.sampler is None:
+                yield torch.zeros(self.groups, self.cond_dim)
+            else:
+                yield self.sampler(self.groups)
+
+
+class GeMPOModule(pl.LightningModule):
+    """Online GeMPO fine-tuning of a :class:`GenerativePolicy` against a reward.
+
+    Args:
+        policy: the trainable policy (its initial weights are the starting point).
+        reward: scores behaviour samples; an ``nn.Module`` reward is frozen and moved with the
+            module.
+        objective: normalization, weight function, reweighted loss and regularization.
+        optimizer: builds the optimizer from the policy's parameters (a Hydra ``_partial_``).
+        group_size: samples per context, ``N``.
+        refresh_every: optimizer steps between behaviour-policy refreshes.
+        reference: a frozen policy to regularize toward (e.g. the pretrained model); used when
+            ``objective.reg_alpha > 0``.
+        ema_decay: keep an exponential moving average of the policy (``None`` for none); the
+            average is what :meth:`sampling_policy` returns.
+    """
+
+    def __init__(
+        self,
+        policy: GenerativePolicy,
+        reward: Reward,
+        objective: GeMPOObjective,
+        optimizer: OptimizerFactory,
+        group_size: int = 16,
+        refresh_every: int = 1,
+        reference: GenerativePolicy | None = None,
+        ema_decay: float | None = None,
+    ) -> None:
+        super().__init__()
+        if group_size < 1:
+            raise GempoError(f"group_size must be >= 1, got {group_size}")
+        if refresh_every < 1:
+            raise GempoError(f"refresh_every must be >= 1, got {refresh_every}")
+        if ema_decay is not None and not 0.0 < ema_decay < 1.0:
+            raise GempoError(f"ema_decay must be in (0, 1) or null, got {ema_decay}")
+        self.policy = policy
+        self.behaviour = freeze(copy.deepcopy(policy))
+        self.reward = freeze(reward) if isinstance(reward, torch.nn.Module) else reward
+        self.objective = objective
+        self.optimizer_factory = optimizer
+        self.group_size = group_size
+        self.refresh_every = refresh_every
+        self.reference = freeze(reference) if reference is not None else None
+        self.ema = (
+            AveragedModel(policy, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
+            if ema_decay is not None
+            else None
+        )
+        if self.ema is not None:
+            freeze(self.ema)
+
+    def sampling_policy(self) -> GenerativePolicy:
+        """The policy to draw final samples from: the EMA when kept, else the policy."""
+        return self.ema.module if self.ema is not None else self.policy
+
+    def score(self, cond: Tensor, x: Tensor) -> Tensor:
+        """Rewards ``(batch,)`` of samples ``x`` under contexts ``cond``."""
+        with torch.no_grad():
+            return self.reward(cond, x).float()
+
+    def training_step(self, contexts: Tensor, batch_idx: int) -> Tensor:
+        cond = repeat(contexts, "g c -> (g n) c", n=self.group_size)
+        x = self.behaviour.sample(cond)
+        rewards = rearrange(self.score(cond, x), "(g n) -> g n", n=self.group_size)
+        step = self.objective(self.policy, x, cond, rewards, self.reference)
+        self.log("train/loss", step.loss, prog_bar=True)
+        self.log_dict({f"train/{k}": v for k, v in step.stats.items()})
+        self.log("train/reward", step.stats["reward_mean"], prog_bar=True, logger=False)
+        return step.loss
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:  # noqa: ANN001
+        if self.ema is not None:
+            self.ema.update_parameters(self.policy)
+        if self.global_step % self.refresh_every == 0:
+            self.behaviour.load_state_dict(self.policy.state_dict())
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return self.optimizer_factory(self.policy.parameters())

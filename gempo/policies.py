@@ -1,0 +1,144 @@
+"""Generative policies: a network plus its probability path and sampler.
+
+A policy samples ``x ~ pi_theta(. | cond)`` (one sample per row of ``cond``) and returns the
+per-sample flow-matching loss of given samples, optionally with its divergence from a
+reference policy at the same noisy points. ``cond`` is ``(batch, cond_dim)``; unconditional
+policies (DNA) take ``cond_dim = 0``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from gempo.paths import LinearPath, MaskedPath
+from gempo.samplers import euler_sample, masked_ancestral_sample, masked_nelbo
+
+
+@dataclass
+class PolicyLoss:
+    """Per-sample losses ``(batch,)``: flow matching, and the divergence from the reference
+    policy (``None`` when no reference is given)."""
+
+    flow_matching: Tensor
+    divergence: Tensor | None = None
+
+
+class GenerativePolicy(nn.Module, ABC):
+    """The interface GeMPO needs from a flow/diffusion policy."""
+
+    @abstractmethod
+    def sample(self, cond: Tensor) -> Tensor:
+        """One sample per row of ``cond`` ``(batch, cond_dim)``; no gradient."""
+
+    @abstractmethod
+    def per_sample_loss(
+        self, x_1: Tensor, cond: Tensor, reference: GenerativePolicy | None = None
+    ) -> PolicyLoss:
+        """Flow-matching loss of the samples ``x_1`` at random path times: ``(batch,)``."""
+
+
+class ContinuousFlowPolicy(GenerativePolicy):
+    """A flow on ``R^dim`` along the linear path, sampled with ``steps`` Euler steps.
+
+    ``low``/``high`` (scalars or ``(dim,)``) clamp samples into a box (an action space); leave
+    them ``None`` for an unbounded space.
+    """
+
+    def __init__(
+        self,
+        velocity_field: nn.Module,
+        dim: int,
+        steps: int = 10,
+        low: float | Tensor | None = None,
+        high: float | Tensor | None = None,
+    ) -> None:
+        super().__init__()
+        if steps < 1:
+            raise ValueError(f"steps must be >= 1, got {steps}")
+        self.velocity_field = velocity_field
+        self.dim = dim
+        self.steps = steps
+        self.path = LinearPath()
+        bounded = low is not None and high is not None
+        self.register_buffer("low", torch.as_tensor(low, dtype=torch.float32) if bounded else None)
+        self.register_buffer("high", torch.as_tensor(high, dtype=torch.float32) if bounded else None)
+
+    @torch.no_grad()
+    def sample(self, cond: Tensor) -> Tensor:
+        x_0 = torch.randn(cond.shape[0], self.dim, device=cond.device)
+        x = euler_sample(self.velocity_field, x_0, cond, self.steps)
+        if self.low is not None:
+            x = torch.maximum(torch.minimum(x, self.high), self.low)
+        return x
+
+    def per_sample_loss(
+        self, x_1: Tensor, cond: Tensor, reference: GenerativePolicy | None = None
+    ) -> PolicyLoss:
+        point = self.path.sample(x_1)
+        velocity = self.velocity_field(point.x_t, point.t, cond)
+        loss = PolicyLoss(self.path.per_sample_loss(velocity, point))
+        if reference is not None:
+            if not isinstance(reference, ContinuousFlowPolicy):
+                raise TypeError("a continuous policy needs a continuous reference policy")
+            with torch.no_grad():
+                ref_velocity = reference.velocity_field(point.x_t, point.t, cond)
+            loss.divergence = self.path.per_sample_divergence(velocity, ref_velocity)
+        return loss
+
+
+class MaskedDiffusionPolicy(GenerativePolicy):
+    """Masked discrete diffusion over ``vocab_size`` tokens and sequences of ``length``,
+    sampled ancestrally with ``steps`` denoising steps. Unconditional: ``cond`` only sets the
+    batch size and device."""
+
+    def __init__(
+        self,
+        denoiser: nn.Module,
+        vocab_size: int,
+        length: int,
+        steps: int = 128,
+        temperature: float = 1.0,
+    ) -> None:
+        super().__init__()
+        if steps < 1:
+            raise ValueError(f"steps must be >= 1, got {steps}")
+        self.denoiser = denoiser
+        self.length = length
+        self.steps = steps
+        self.temperature = temperature
+        self.path = MaskedPath(vocab_size)
+
+    @torch.no_grad()
+    def sample(self, cond: Tensor) -> Tensor:
+        return masked_ancestral_sample(
+            self.denoiser,
+            self.path,
+            batch_size=cond.shape[0],
+            length=self.length,
+            steps=self.steps,
+            device=cond.device,
+            temperature=self.temperature,
+        )
+
+    def per_sample_loss(
+        self, x_1: Tensor, cond: Tensor, reference: GenerativePolicy | None = None
+    ) -> PolicyLoss:
+        point = self.path.sample(x_1)
+        logits = self.denoiser(point.x_t, point.t)
+        loss = PolicyLoss(self.path.per_sample_loss(logits, point))
+        if reference is not None:
+            if not isinstance(reference, MaskedDiffusionPolicy):
+                raise TypeError("a masked diffusion policy needs a masked diffusion reference")
+            with torch.no_grad():
+                ref_logits = reference.denoiser(point.x_t, point.t)
+            loss.divergence = self.path.per_sample_divergence(logits, ref_logits, point)
+        return loss
+
+    @torch.no_grad()
+    def log_likelihood(self, x_1: Tensor, num_times: int = 32) -> Tensor:
+        """ELBO estimate of ``log p_theta(x_1)`` per sequence (nats): ``(batch,)``."""
+        return -masked_nelbo(self.denoiser, self.path, x_1, num_times)
