@@ -37,9 +37,13 @@ class ReweightedLoss(nn.Module):
     ) -> None:
         super().__init__()
         if negative_loss_clip is not None and negative_loss_clip <= 0:
-            raise GempoError(f"loss.negative_loss_clip must be > 0 or null, got {negative_loss_clip}")
+            raise GempoError(
+                f"loss.negative_loss_clip must be > 0 or null, got {negative_loss_clip}"
+            )
         if max_negative_mass is not None and max_negative_mass < 0:
-            raise GempoError(f"loss.max_negative_mass must be >= 0 or null, got {max_negative_mass}")
+            raise GempoError(
+                f"loss.max_negative_mass must be >= 0 or null, got {max_negative_mass}"
+            )
         self.negative_loss_clip = negative_loss_clip
         self.max_negative_mass = max_negative_mass
 

@@ -20,7 +20,9 @@ class SinusoidalTimeEmbedding(nn.Module):
         if dim % 2:
             raise ValueError(f"time embedding dim must be even, got {dim}")
         self.register_buffer(
-            "frequencies", torch.exp(torch.linspace(0.0, math.log(1000.0), dim // 2)), persistent=False
+            "frequencies",
+            torch.exp(torch.linspace(0.0, math.log(1000.0), dim // 2)),
+            persistent=False,
         )
         self.mlp = nn.Sequential(nn.Linear(dim, dim), nn.SiLU(), nn.Linear(dim, dim))
 
@@ -62,7 +64,11 @@ class DilatedResidualBlock(nn.Module):
         super().__init__()
         self.norm = nn.GroupNorm(1, channels)
         self.conv = nn.Conv1d(
-            channels, channels, kernel_size, dilation=dilation, padding=dilation * (kernel_size - 1) // 2
+            channels,
+            channels,
+            kernel_size,
+            dilation=dilation,
+            padding=dilation * (kernel_size - 1) // 2,
         )
         self.film = nn.Linear(time_dim, 2 * channels)
         self.mix = nn.Conv1d(channels, channels, 1)

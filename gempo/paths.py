@@ -33,7 +33,9 @@ class LinearPath:
     squared error averaged over dimensions.
     """
 
-    def sample(self, x_1: Tensor, t: Tensor | None = None, x_0: Tensor | None = None) -> ContinuousPathSample:
+    def sample(
+        self, x_1: Tensor, t: Tensor | None = None, x_0: Tensor | None = None
+    ) -> ContinuousPathSample:
         """Noise ``x_1`` ``(batch, dim)`` at ``t`` ``(batch,)`` (uniform when not given)."""
         if t is None:
             t = torch.rand(x_1.shape[0], device=x_1.device, dtype=x_1.dtype)

@@ -65,7 +65,9 @@ class ContinuousFlowPolicy(GenerativePolicy):
         self.path = LinearPath()
         bounded = low is not None and high is not None
         self.register_buffer("low", torch.as_tensor(low, dtype=torch.float32) if bounded else None)
-        self.register_buffer("high", torch.as_tensor(high, dtype=torch.float32) if bounded else None)
+        self.register_buffer(
+            "high", torch.as_tensor(high, dtype=torch.float32) if bounded else None
+        )
 
     @torch.no_grad()
     def sample(self, cond: Tensor) -> Tensor:

@@ -76,9 +76,7 @@ def masked_ancestral_sample(
     return x
 
 
-def masked_nelbo(
-    denoiser: Denoiser, path: MaskedPath, x_1: Tensor, num_times: int = 32
-) -> Tensor:
+def masked_nelbo(denoiser: Denoiser, path: MaskedPath, x_1: Tensor, num_times: int = 32) -> Tensor:
     """Negative ELBO of each sequence (nats), estimated with ``num_times`` stratified times.
 
     ``x_1``: ``(batch, length)``. Returns ``(batch,)``; ``-masked_nelbo`` lower-bounds the

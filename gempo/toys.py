@@ -27,7 +27,9 @@ class ModesBandit2D:
     tallest (height 1) is at ``(c, c)``."""
 
     def __init__(self, spread: float = 1.5, width: float = 0.5) -> None:
-        self.centers = torch.tensor([[1, 1], [-1, 1], [1, -1], [-1, -1]], dtype=torch.float32) * spread
+        self.centers = (
+            torch.tensor([[1, 1], [-1, 1], [1, -1], [-1, -1]], dtype=torch.float32) * spread
+        )
         self.heights = torch.tensor([1.0, 0.7, 0.7, 0.4])
         self.width = width
 
@@ -38,7 +40,12 @@ class ModesBandit2D:
 
     def best_mode_share(self, x: Tensor) -> float:
         """Share of samples closer to the tallest mode than ``2 * width``."""
-        return (torch.linalg.norm(x - self.centers[0].to(x), dim=-1) < 2 * self.width).float().mean().item()
+        return (
+            (torch.linalg.norm(x - self.centers[0].to(x), dim=-1) < 2 * self.width)
+            .float()
+            .mean()
+            .item()
+        )
 
     def base_policy(self, hidden: int = 64, steps: int = 10) -> ContinuousFlowPolicy:
         """An untrained flow: zero velocity, so its samples are the source ``N(0, I)``."""
@@ -71,7 +78,11 @@ class MotifBandit:
     @staticmethod
     def diversity(x: Tensor) -> float:
         """Mean pairwise Hamming distance as a fraction of the length."""
-        return (x.unsqueeze(0) != x.unsqueeze(1)).float().mean().item() * x.shape[0] / max(x.shape[0] - 1, 1)
+        return (
+            (x.unsqueeze(0) != x.unsqueeze(1)).float().mean().item()
+            * x.shape[0]
+            / max(x.shape[0] - 1, 1)
+        )
 
 
 Toy = ModesBandit2D | MotifBandit

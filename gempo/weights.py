@@ -46,7 +46,9 @@ def normalize_rewards(rewards: Tensor, mode: Normalization = "zscore", eps: floa
     Raises :class:`GempoError` on non-finite rewards or a z-score of a group of one.
     """
     if rewards.dim() != 2:
-        raise GempoError(f"rewards must have shape (groups, group_size), got {tuple(rewards.shape)}")
+        raise GempoError(
+            f"rewards must have shape (groups, group_size), got {tuple(rewards.shape)}"
+        )
     bad = (~torch.isfinite(rewards)).sum().item()
     if bad:
         raise GempoError(

@@ -1,0 +1,108 @@
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from gempo.errors import GempoError
+from gempo.losses import GeMPOObjective
+from gempo.module import ContextStream, GeMPOModule
+from gempo.toys import ModesBandit2D, MotifBandit, run_toy
+from gempo.weights import ExpWeight, LinearWeight
+
+
+@pytest.mark.parametrize(
+    "weight", [ExpWeight(tau=1.0), LinearWeight(beta=1.0)], ids=["exp", "linear"]
+)
+def test_gempo_moves_the_flow_onto_the_best_mode(weight):
+    toy = ModesBandit2D()
+    result = run_toy(toy, weight, steps=150)
+    assert result.base_reward < 0.15
+    assert result.final_reward > result.base_reward + 0.5
+
+
+@pytest.mark.parametrize(
+    "weight", [ExpWeight(tau=1.0), LinearWeight(beta=1.0)], ids=["exp", "linear"]
+)
+def test_gempo_raises_the_motif_reward_of_a_masked_model(weight):
+    result = run_toy(MotifBandit(), weight, steps=100, group_size=96)
+    assert result.base_reward < 0.55
+    assert result.final_reward > result.base_reward + 0.25
+
+
+def test_toy_runs_are_reproducible_per_seed():
+    a = run_toy(ModesBandit2D(), LinearWeight(), steps=10, seed=4)
+    b = run_toy(ModesBandit2D(), LinearWeight(), steps=10, seed=4)
+    c = run_toy(ModesBandit2D(), LinearWeight(), steps=10, seed=5)
+    assert a == b
+    assert a != c
+
+
+def fit(module: GeMPOModule, steps: int) -> None:
+    trainer = pl.Trainer(
+        max_steps=steps,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(module, torch.utils.data.DataLoader(ContextStream(groups=2), batch_size=None))
+
+
+def make_module(reward=None, **kwargs) -> GeMPOModule:
+    toy = ModesBandit2D()
+    return GeMPOModule(
+        policy=toy.base_policy(hidden=16),
+        reward=reward or toy,
+        objective=GeMPOObjective(LinearWeight()),
+        optimizer=lambda params: torch.optim.Adam(params, lr=1e-2),
+        group_size=8,
+        **kwargs,
+    )
+
+
+def same_parameters(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    return all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
+
+
+def test_behaviour_policy_is_refreshed_on_schedule():
+    module = make_module(refresh_every=3)
+    fit(module, 2)
+    assert not same_parameters(module.behaviour, module.policy)
+    fit(module, 3)
+    assert same_parameters(module.behaviour, module.policy)
+    assert not any(p.requires_grad for p in module.behaviour.parameters())
+
+
+def test_ema_is_what_the_module_samples_from():
+    module = make_module(ema_decay=0.9)
+    fit(module, 4)
+    assert module.sampling_policy() is module.ema.module
+    assert not same_parameters(module.ema.module, module.policy)
+
+
+def test_non_finite_reward_is_a_clear_error():
+    module = make_module(reward=lambda cond, x: torch.full((x.shape[0],), float("nan")))
+    with pytest.raises(GempoError, match="non-finite"):
+        fit(module, 1)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"group_size": 0}, "group_size must be >= 1"),
+        ({"refresh_every": 0}, "refresh_every must be >= 1"),
+        ({"ema_decay": 1.5}, "ema_decay must be in"),
+    ],
+)
+def test_module_rejects_bad_settings(kwargs, message):
+    toy = ModesBandit2D()
+    settings = {"group_size": 8, **kwargs}
+    with pytest.raises(GempoError, match=message):
+        GeMPOModule(
+            toy.base_policy(), toy, GeMPOObjective(LinearWeight()), torch.optim.Adam, **settings
+        )
+
+
+def test_context_stream_rejects_empty_groups():
+    with pytest.raises(GempoError, match="groups"):
+        ContextStream(groups=0)
