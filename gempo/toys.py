@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pytorch_lightning as pl
 import torch
@@ -90,12 +90,13 @@ Toy = ModesBandit2D | MotifBandit
 
 @dataclass
 class ToyResult:
-    """Mean reward and diversity of the base policy and of the fine-tuned one."""
+    """Mean reward and diversity of the base policy and of the fine-tuned ``policy``."""
 
     base_reward: float
     final_reward: float
     base_diversity: float
     final_diversity: float
+    policy: GenerativePolicy = field(compare=False, repr=False)
 
 
 def evaluate(toy: Toy, policy: GenerativePolicy, num_samples: int = 1024) -> tuple[float, float]:
@@ -135,4 +136,4 @@ def run_toy(
     )
     trainer.fit(module, torch.utils.data.DataLoader(ContextStream(groups=1), batch_size=None))
     final_reward, final_diversity = evaluate(toy, module.policy)
-    return ToyResult(base_reward, final_reward, base_diversity, final_diversity)
+    return ToyResult(base_reward, final_reward, base_diversity, final_diversity, module.policy)
