@@ -1,0 +1,329 @@
+"""Training of the oracles behind ``python -m dna.oracle``: Lightning module, runs, metrics, export.
+
+``oracle=pred_activity`` trains two copies of :class:`~dna.oracle.PredActivityOracle`, the
+*fine-tune* oracle on chromosomes 1-11 and the *eval* oracle on chromosomes 12-22 (each tested on
+the other half; other chromosomes validate). ``oracle=atac`` trains one
+:class:`~dna.oracle.AccessibilityClassifier` on chromosomes 1-11.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
+from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+from scipy import stats
+
+from dna.data import ACTIVITY_COLUMNS, EnhancerDataModule
+from dna.oracle import AccessibilityClassifier, PredActivityOracle, SequenceCNN, save_oracle
+from dna.sequences import atomic_output, encode
+from gempo.errors import GempoError
+
+log = logging.getLogger(__name__)
+
+TASKS = {"pred_activity": (("finetune", "first"), ("eval", "second")), "atac": (("atac", "first"),)}
+CHECKPOINT_FILES = {
+    "finetune": "pred_activity_finetune.pt",
+    "eval": "pred_activity_eval.pt",
+    "atac": "atac.pt",
+}
+HALF_NAMES = {"first": "chr1-11", "second": "chr12-22"}
+
+
+def pearson(x: np.ndarray, y: np.ndarray) -> float:
+    """Pearson correlation of two 1-D arrays (nan when either is constant)."""
+    if len(x) < 2 or np.std(x) == 0 or np.std(y) == 0:
+        return float("nan")
+    return float(np.corrcoef(x, y)[0, 1])
+
+
+def spearman(x: np.ndarray, y: np.ndarray) -> float:
+    """Spearman rank correlation of two 1-D arrays."""
+    if len(x) < 2:
+        return float("nan")
+    return float(stats.spearmanr(x, y).statistic)
+
+
+def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Area under the ROC curve (Mann-Whitney U), nan with a single class."""
+    labels = labels.astype(bool)
+    n_pos, n_neg = labels.sum(), (~labels).sum()
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = stats.rankdata(scores)
+    return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def regression_metrics(pred: np.ndarray, target: np.ndarray) -> dict[str, float]:
+    """Per-cell Pearson and Spearman of ``pred`` vs ``target``, both ``(n, 3)``."""
+    metrics: dict[str, float] = {}
+    for k, cell in enumerate(ACTIVITY_COLUMNS):
+        metrics[f"pearson_{cell}"] = pearson(pred[:, k], target[:, k])
+        metrics[f"spearman_{cell}"] = spearman(pred[:, k], target[:, k])
+    metrics["mse"] = float(np.mean((pred - target) ** 2))
+    return metrics
+
+
+def classification_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """Accuracy (at p = 0.5) and AUROC of logits ``(n,)`` vs 0/1 labels ``(n,)``."""
+    return {
+        "accuracy": float(np.mean((logits >= 0) == labels.astype(bool))),
+        "auroc": auroc(logits, labels),
+    }
+
+
+class OracleModule(pl.LightningModule):
+    """Fits an oracle network: MSE on the three activities, or BCE on the accessibility label."""
+
+    def __init__(self, net: SequenceCNN, lr: float = 2e-3, weight_decay: float = 1e-4):
+        super().__init__()
+        self.net = net
+        self.classify = isinstance(net, AccessibilityClassifier)
+        self.lr, self.weight_decay = lr, weight_decay
+        self.save_hyperparameters(
+            {
+                "net_class": type(net).__name__,
+                "net_kwargs": dict(net.init_kwargs),
+                "lr": lr,
+                "weight_decay": weight_decay,
+            }  # fmt: skip
+        )
+        self._collected: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {
+            "val": [],
+            "test": [],
+        }
+
+    def _target(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        if not self.classify:
+            return batch["activity"]
+        if "accessible" not in batch:
+            raise GempoError("oracle=atac: the data has no 'accessible' column (0/1 labels)")
+        return batch["accessible"]
+
+    def _loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if self.classify:
+            return torch.nn.functional.binary_cross_entropy_with_logits(pred, target)
+        return torch.nn.functional.mse_loss(pred, target)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss = self._loss(self.net(batch["tokens"]), self._target(batch))
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["tokens"]))
+        return loss
+
+    def _eval_step(self, stage: str, batch: dict[str, torch.Tensor]) -> None:
+        pred, target = self.net(batch["tokens"]), self._target(batch)
+        self.log(f"{stage}/loss", self._loss(pred, target), prog_bar=True,
+                 batch_size=len(pred))  # fmt: skip
+        self._collected[stage].append((pred.detach().float().cpu(), target.float().cpu()))
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._eval_step("val", batch)
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._eval_step("test", batch)
+
+    def epoch_metrics(self, stage: str) -> dict[str, float]:
+        """Metrics over everything collected for ``stage`` since the last call (then cleared)."""
+        if not self._collected[stage]:
+            return {}
+        pred = torch.cat([p for p, _ in self._collected[stage]]).numpy()
+        target = torch.cat([t for _, t in self._collected[stage]]).numpy()
+        self._collected[stage].clear()
+        if self.classify:
+            return classification_metrics(pred, target)
+        return regression_metrics(pred, target)
+
+    def _log_epoch(self, stage: str) -> None:
+        metrics = self.epoch_metrics(stage)
+        if not self.trainer.sanity_checking:
+            self.log_dict({f"{stage}/{k}": v for k, v in metrics.items()})
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test")
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        optimizer = torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        schedule = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer,
+            max_lr=self.lr,
+            total_steps=max(int(self.trainer.estimated_stepping_batches), 1),
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+
+def run_dir() -> Path:
+    """Hydra's output directory of this run (the working directory outside Hydra)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        return Path(HydraConfig.get().runtime.output_dir)
+    return Path.cwd()
+
+
+def build_net(task: str, net_cfg: DictConfig | dict[str, Any]) -> SequenceCNN:
+    """The network for ``task`` with the ``net`` config's size kwargs."""
+    kwargs = OmegaConf.to_container(net_cfg) if isinstance(net_cfg, DictConfig) else dict(net_cfg)
+    return AccessibilityClassifier(**kwargs) if task == "atac" else PredActivityOracle(**kwargs)
+
+
+def fit_one(cfg: DictConfig, role: str, half: str, out: Path) -> dict[str, Any]:
+    """Train one oracle on ``half``; returns its best network, metrics and bookkeeping."""
+    data: EnhancerDataModule = instantiate(cfg.data, half=half)
+    data.setup()
+    module = OracleModule(build_net(cfg.task, cfg.net), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    checkpoint = ModelCheckpoint(
+        dirpath=out / "checkpoints" / role, filename="best", monitor="val/loss", mode="min",
+        save_last=True,
+    )  # fmt: skip
+    trainer = pl.Trainer(
+        **OmegaConf.to_container(cfg.trainer),
+        logger=[CSVLogger(out, name=role), TensorBoardLogger(out / "tensorboard", name=role)],
+        callbacks=[checkpoint, EarlyStopping("val/loss", patience=cfg.early_stopping_patience)],
+    )
+    start = time.time()
+    trainer.fit(module, datamodule=data)
+    seconds = time.time() - start
+    if checkpoint.best_model_path:
+        best = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
+        module.load_state_dict(best["state_dict"])
+    module.to("cpu")
+    metrics = {"validation": _evaluate(module, data, "val")}
+    if len(data.splits["test"]):
+        metrics["test"] = _evaluate(module, data, "test")
+    return {
+        "net": module.net.eval(),
+        "metrics": metrics,
+        "epochs": trainer.current_epoch,
+        "steps": trainer.global_step,
+        "train_seconds": round(seconds, 1),
+        "rows": {k: len(v) for k, v in data.splits.items()},
+        "best_checkpoint": checkpoint.best_model_path,
+        "source": str(data.resolved_path()),
+    }
+
+
+@torch.no_grad()
+def predict(net: torch.nn.Module, tokens: torch.Tensor, batch_size: int = 2048) -> np.ndarray:
+    """Run ``net`` over tokens ``(n, L)`` in batches on the CPU; ``(n, ...)`` float64 array."""
+    net.eval()
+    outs = [net(tokens[i : i + batch_size]).double() for i in range(0, len(tokens), batch_size)]
+    return torch.cat(outs).numpy()
+
+
+def _evaluate(module: OracleModule, data: EnhancerDataModule, split: str) -> dict[str, float]:
+    tensors = data.splits[split]
+    pred = predict(module.net, tensors.tokens)
+    if module.classify:
+        return classification_metrics(pred, tensors.accessible.numpy())
+    return regression_metrics(pred, tensors.activity.numpy())
+
+
+def truth_metrics(cfg: DictConfig, nets: dict[str, torch.nn.Module]) -> dict[str, Any]:
+    """Scores of each oracle against the simulator's noise-free truth on fresh sequences, and
+    the agreement of the fine-tune and eval oracles (simulated world only)."""
+    from dna.simulator import simulate_sequences, true_accessibility, true_activity
+
+    seqs = simulate_sequences(cfg.truth_eval_size, seed=cfg.truth_eval_seed)
+    tokens = encode(seqs)
+    result: dict[str, Any] = {"num_sequences": len(seqs), "seed": cfg.truth_eval_seed}
+    preds = {role: predict(net, tokens) for role, net in nets.items()}
+    if "atac" in preds:
+        prob = true_accessibility(seqs)
+        result["atac"] = {
+            "pearson_probability": pearson(1 / (1 + np.exp(-preds["atac"])), prob),
+            **classification_metrics(preds["atac"], prob >= 0.5),
+        }
+    truth = true_activity(seqs) if {"finetune", "eval"} & preds.keys() else None
+    for role in ("finetune", "eval"):
+        if role in preds:
+            result[role] = regression_metrics(preds[role], truth)
+    if {"finetune", "eval"} <= preds.keys():
+        agreement = regression_metrics(preds["finetune"], preds["eval"])
+        result["agreement"] = {k: v for k, v in agreement.items() if k.startswith("pearson")}
+    return result
+
+
+def command_line() -> str:
+    """The command that started this process, as a user would type it."""
+    return " ".join(["python -m dna.oracle", *map(shlex.quote, sys.argv[1:])])
+
+
+def export(cfg: DictConfig, runs: dict[str, dict[str, Any]], truth: dict[str, Any] | None) -> None:
+    """Write compact checkpoints and update ``manifest.json`` in ``cfg.export_dir``."""
+    folder = Path(cfg.export_dir)
+    manifest_path = folder / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    manifest.setdefault("format", "gempo-oracle-v1")
+    manifest.setdefault("oracles", {})
+    data = OmegaConf.to_container(cfg.data)
+    data.pop("_target_", None)
+    for role, run in runs.items():
+        file = CHECKPOINT_FILES[role]
+        other = "second" if run["half"] == "first" else "first"
+        meta = {"role": role, "trained_on": HALF_NAMES[run["half"]], "command": command_line()}
+        digest = save_oracle(run["net"], folder / file, meta)
+        manifest["oracles"][role] = {
+            "file": file,
+            "class": type(run["net"]).__name__,
+            "kwargs": run["net"].init_kwargs,
+            "parameters": sum(p.numel() for p in run["net"].parameters()),
+            "size_bytes": (folder / file).stat().st_size,
+            "sha256": digest,
+            "trained_on": HALF_NAMES[run["half"]],
+            "validated_on": "other chromosomes (chrX)",
+            "tested_on": HALF_NAMES[other],
+            "data": {**data, "rows": run["rows"], "file": Path(run["source"]).name},
+            "command": command_line(),
+            "epochs": run["epochs"],
+            "steps": run["steps"],
+            "train_seconds": run["train_seconds"],
+            "metrics": {**run["metrics"], **({"truth": truth[role]} if truth else {})},
+            "torch": torch.__version__,
+        }
+    if truth and "agreement" in truth:
+        manifest["agreement_finetune_vs_eval"] = truth["agreement"]
+    if truth:
+        manifest["truth_eval"] = {"num_sequences": truth["num_sequences"], "seed": truth["seed"]}
+    with atomic_output(manifest_path) as tmp:
+        tmp.write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
+    log.info("exported %s to %s", ", ".join(runs), folder)
+
+
+def train_from_config(cfg: DictConfig) -> dict[str, Any]:
+    """Train every oracle of ``cfg.task``; write metrics.json (and export when asked)."""
+    if cfg.task not in TASKS:
+        raise GempoError(f"task: expected one of {list(TASKS)}, got {cfg.task!r}")
+    pl.seed_everything(cfg.seed, workers=True)
+    out = run_dir()
+    runs: dict[str, dict[str, Any]] = {}
+    for role, half in TASKS[cfg.task]:
+        log.info("training the %s oracle on %s", role, HALF_NAMES[half])
+        runs[role] = {**fit_one(cfg, role, half, out), "half": half}
+    simulated = cfg.data.get("path") is None
+    truth = truth_metrics(cfg, {r: v["net"] for r, v in runs.items()}) if simulated else None
+    summary = {
+        role: {k: v for k, v in run.items() if k not in ("net",)} for role, run in runs.items()
+    }
+    summary["truth"] = truth
+    with atomic_output(out / "metrics.json") as tmp:
+        tmp.write_text(json.dumps(summary, indent=2) + "\n")
+    for role, run in runs.items():
+        save_oracle(run["net"], out / CHECKPOINT_FILES[role], {"role": role})
+    if cfg.get("export_dir"):
+        export(cfg, runs, truth)
+    log.info("metrics: %s", json.dumps(summary, indent=2))
+    return summary

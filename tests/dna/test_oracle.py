@@ -1,0 +1,186 @@
+"""Oracles: shapes, checkpoints, Hydra configs, the shipped assets and a tiny training run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+
+from dna import simulator as sim
+from dna.oracle import (
+    ASSETS_DIR,
+    SHIPPED_ORACLES,
+    AccessibilityClassifier,
+    OracleSet,
+    PredActivityOracle,
+    load_oracle,
+    save_oracle,
+)
+from dna.sequences import SEQ_LEN, encode, one_hot
+from gempo.errors import GempoError
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIGS = str(REPO / "configs")
+TINY = {"channels": 8, "hidden": 16, "num_blocks": 1}
+shipped = pytest.mark.skipif(
+    not all(p.is_file() for p in SHIPPED_ORACLES.values()), reason="shipped oracles not built"
+)
+
+
+def tokens(n: int = 5, seed: int = 0) -> torch.Tensor:
+    return torch.randint(0, 4, (n, SEQ_LEN), generator=torch.Generator().manual_seed(seed))
+
+
+def test_forward_shapes_tokens_and_one_hot():
+    torch.manual_seed(0)
+    net = PredActivityOracle(**TINY).eval()
+    x = tokens()
+    out = net(x)
+    assert out.shape == (5, 3)
+    assert torch.allclose(out, net(one_hot(x)), atol=1e-6)  # one-hot input gives the same output
+    relaxed = one_hot(x).requires_grad_(True)
+    net(relaxed)[:, 0].sum().backward()  # gradients flow to a relaxed one-hot input
+    assert relaxed.grad is not None and relaxed.grad.shape == (5, 4, SEQ_LEN)
+    with pytest.raises(GempoError, match="sequence length 100, expected 200"):
+        net(tokens()[:, :100])
+    classifier = AccessibilityClassifier(**TINY).eval()
+    assert classifier(x).shape == (5,)
+    accessible = classifier.predict_accessible(x)
+    assert accessible.dtype == torch.bool and accessible.shape == (5,)
+
+
+def test_save_load_round_trip(tmp_path):
+    torch.manual_seed(1)
+    net = PredActivityOracle(**TINY).eval()
+    path = tmp_path / "o.pt"
+    digest = save_oracle(net, path, {"note": "test"})
+    assert len(digest) == 64 and not list(tmp_path.glob(".*.tmp"))
+    loaded = load_oracle(path)
+    assert isinstance(loaded, PredActivityOracle) and not loaded.training
+    assert not any(p.requires_grad for p in loaded.parameters())
+    assert torch.allclose(loaded(tokens()), net(tokens()), atol=1e-6)
+
+
+def test_load_errors(tmp_path):
+    with pytest.raises(GempoError, match="not found"):
+        load_oracle(tmp_path / "missing.pt")
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_text("not a checkpoint")
+    with pytest.raises(GempoError, match="not a readable PyTorch checkpoint"):
+        load_oracle(garbage)
+    other = tmp_path / "other.pt"
+    torch.save({"weights": torch.zeros(2)}, other)
+    with pytest.raises(GempoError, match="not an oracle checkpoint"):
+        load_oracle(other)
+    mismatched = tmp_path / "mismatch.pt"
+    save_oracle(PredActivityOracle(**TINY), mismatched)
+    payload = torch.load(mismatched, weights_only=True)
+    payload["kwargs"]["hidden"] = 32
+    torch.save(payload, mismatched)
+    with pytest.raises(GempoError, match="weights do not match"):
+        load_oracle(mismatched)
+
+
+def test_oracle_config_with_a_user_model(tmp_path):
+    path = tmp_path / "mine.pt"
+    save_oracle(PredActivityOracle(**TINY), path)
+    overrides = [
+        f"oracle.finetune={path}",
+        "oracle.eval={_target_:dna.oracle.PredActivityOracle,channels:8,hidden:16,num_blocks:1}",
+        "oracle.atac=null",
+    ]
+    with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
+        cfg = compose(config_name="dna_oracle", overrides=overrides)
+    oracles = instantiate(cfg.oracle)
+    assert isinstance(oracles, OracleSet) and oracles.atac is None
+    assert oracles.finetune(tokens()).shape == oracles.eval(tokens()).shape == (5, 3)
+    assert not oracles.eval.training
+    assert not any(p.requires_grad for p in oracles.eval.parameters())
+
+
+@shipped
+def test_shipped_oracles_from_config_and_manifest():
+    with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
+        cfg = compose(config_name="dna_oracle", overrides=["oracle=pred_activity"])
+        atac_cfg = compose(config_name="dna_oracle", overrides=["oracle=atac"])
+    oracles = instantiate(cfg.oracle)
+    assert isinstance(oracles.finetune, PredActivityOracle)
+    assert isinstance(oracles.atac, AccessibilityClassifier)
+    assert isinstance(instantiate(atac_cfg.oracle), AccessibilityClassifier)
+    manifest = json.loads((ASSETS_DIR / "manifest.json").read_text())
+    for role, path in SHIPPED_ORACLES.items():
+        entry = manifest["oracles"][role]
+        assert entry["file"] == path.name and path.stat().st_size < 5_000_000
+        assert entry["command"].startswith("python -m dna.oracle")
+    assert manifest["oracles"]["finetune"]["metrics"]["truth"]["pearson_hepg2"] >= 0.85
+    assert manifest["agreement_finetune_vs_eval"]["pearson_hepg2"] >= 0.8
+
+
+@shipped
+def test_shipped_oracles_track_the_simulator_truth():
+    seqs = sim.simulate_sequences(400, seed=4242)
+    truth = sim.true_activity(seqs)[:, 0]
+    x = encode(seqs)
+    with torch.no_grad():
+        finetune = load_oracle(SHIPPED_ORACLES["finetune"])(x)[:, 0].numpy()
+        evaluator = load_oracle(SHIPPED_ORACLES["eval"])(x)[:, 0].numpy()
+        access = load_oracle(SHIPPED_ORACLES["atac"])(x).numpy()
+    assert np.corrcoef(finetune, truth)[0, 1] > 0.8
+    assert np.corrcoef(finetune, evaluator)[0, 1] > 0.8
+    labels = sim.true_accessibility(seqs) >= 0.5
+    assert access[labels].mean() > access[~labels].mean() + 1.0
+
+
+def compose_training(tmp_path: Path, task: str, extra: list[str] = ()) -> object:
+    overrides = [
+        f"oracle={task}", f"task={task}", "data.num_sequences=300", "data.batch_size=64",
+        "trainer.max_epochs=1", "trainer.enable_progress_bar=false", "truth_eval_size=64",
+        "net.channels=8", "net.hidden=16", "net.num_blocks=1", f"export_dir={tmp_path / 'export'}",
+        *extra,
+    ]  # fmt: skip
+    with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
+        return compose(config_name="dna_oracle", overrides=overrides)
+
+
+@pytest.mark.slow
+def test_tiny_training_run_exports_loadable_oracles(tmp_path, monkeypatch):
+    from dna.oracle_training import train_from_config
+
+    monkeypatch.setenv("GEMPO_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    summary = train_from_config(compose_training(tmp_path, "pred_activity"))
+    assert set(summary) == {"finetune", "eval", "truth"}
+    assert "pearson_hepg2" in summary["truth"]["agreement"]
+    assert summary["finetune"]["rows"]["test"] == summary["eval"]["rows"]["train"]
+    manifest = json.loads((tmp_path / "export" / "manifest.json").read_text())
+    assert set(manifest["oracles"]) == {"finetune", "eval"}
+    exported = load_oracle(tmp_path / "export" / "pred_activity_eval.pt")
+    assert exported(tokens()).shape == (5, 3)
+    lightning_ckpt = tmp_path / "checkpoints" / "finetune" / "best.ckpt"
+    assert load_oracle(lightning_ckpt)(tokens()).shape == (5, 3)
+    assert (tmp_path / "finetune" / "version_0" / "metrics.csv").is_file()
+    summary = train_from_config(compose_training(tmp_path, "atac"))
+    assert 0.0 <= summary["atac"]["metrics"]["test"]["auroc"] <= 1.0
+    assert isinstance(load_oracle(tmp_path / "export" / "atac.pt"), AccessibilityClassifier)
+
+
+@pytest.mark.slow
+def test_cli_reports_bad_data_in_one_line(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("seq,hepg2,k562\nACGT,1,2\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "dna.oracle", "data=gosai", f"data.path={bad}",
+         f"hydra.run.dir={tmp_path / 'run'}"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: {bad}: missing column(s) sknsh; found seq, hepg2, k562"
+    )
