@@ -7,12 +7,9 @@ import csv
 from collections.abc import Mapping
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-from torch.utils.tensorboard import SummaryWriter  # noqa: E402
+import pandas as pd
+from matplotlib.figure import Figure
+from torch.utils.tensorboard import SummaryWriter
 
 FIELDS = ("env_step", "grad_updates", "name", "value")
 
@@ -74,7 +71,8 @@ def read_eval_curve(csv_path: Path) -> pd.DataFrame:
 
 def plot_learning_curves(curves: Mapping[str, pd.DataFrame], path: Path, title: str) -> Path:
     """Eval return (mean ± std over episodes) against env steps, one line per curve."""
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))  # no pyplot: leaves the caller's backend alone
+    ax = fig.subplots()
     for label, curve in curves.items():
         ax.plot(curve["env_step"], curve["return_mean"], marker="o", ms=3, label=label)
         ax.fill_between(
@@ -91,5 +89,4 @@ def plot_learning_curves(curves: Mapping[str, pd.DataFrame], path: Path, title: 
         ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path
