@@ -1,0 +1,317 @@
+"""GeMPO fine-tuning of the pretrained enhancer generator against an oracle:
+``python -m dna.finetune oracle=pred_activity``.
+
+Each step the behaviour policy (a frozen copy of the generator, refreshed every
+``refresh_every`` steps) samples ``groups x group_size`` sequences, the fine-tune oracle scores
+them (``cell=`` objective), rewards are normalized within each group and weighted by
+``weight=`` (any of ``configs/weight/``), and the generator takes a reweighted masked-diffusion
+step, optionally regularized toward the pretrained model (``reg.alpha``); an EMA of the weights
+is what is sampled at the end. All of that is :class:`gempo.module.GeMPOModule`; this file adds
+the DNA reward, logging (reward, weights, negative mass, loss, diversity, oracle calls),
+checkpoints with resume, and the final samples + evaluation::
+
+    python -m dna.finetune oracle=pred_activity                    # defaults: cell=hepg2
+    python -m dna.finetune weight=exp weight.tau=0.5 seed=1
+    python -m dna.finetune cell=specificity cell.target=k562 reg.alpha=0.1
+    python -m dna.finetune resume=true                             # continue an interrupted run
+
+Outputs in the run folder: ``checkpoints/last.ckpt``, ``logs/csv/metrics.csv``, TensorBoard
+events in ``logs/tensorboard``, ``generator.pt`` (the final EMA generator), ``samples.fasta``,
+``samples.csv`` and ``summary.json`` / ``summary.md``.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch import Tensor
+
+from dna.evaluate import (
+    EvaluationWorld,
+    build_world,
+    format_markdown,
+    load_world_data,
+    score_sequences,
+    summarize,
+)
+from dna.metrics import mean_pairwise_hamming
+from dna.model import (
+    CHECKPOINT_KEY,
+    DNAGenerator,
+    check_architecture,
+    load_generator,
+    save_generator,
+)
+from dna.pretrain import (
+    check_group_choices,
+    command_line,
+    progress_bar,
+    resume_checkpoint,
+    run_directory,
+    run_loggers,
+    write_json,
+)
+from dna.rewards import OracleReward
+from dna.sequences import atomic_output, write_fasta
+from gempo.errors import GempoError, exit_on_user_error
+from gempo.losses import GeMPOObjective, ReweightedLoss
+from gempo.module import ContextStream, GeMPOModule
+
+log = logging.getLogger(__name__)
+
+RNG_KEY = "dna_rng_state"
+
+
+class DNAGeMPOModule(GeMPOModule):
+    """:class:`~gempo.module.GeMPOModule` plus the DNA run's bookkeeping.
+
+    - logs ``train/diversity`` (mean pairwise Hamming distance of each behaviour batch, as a
+      fraction of the length) and ``train/oracle_calls`` (sequences scored so far);
+    - saves ``checkpoint_path`` every ``checkpoint_every`` steps and at the last step, *after* the
+      core's end-of-batch EMA update and behaviour refresh (Lightning's checkpoint callback would
+      run before them), with the generator's constructor arguments and the torch RNG state, so a
+      resumed run continues exactly as an uninterrupted one would.
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        checkpoint_path: Path | None = None,
+        checkpoint_every: int = 0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        if checkpoint_every < 0:
+            raise GempoError(f"checkpoint_every must be >= 0, got {checkpoint_every}")
+        self.checkpoint_path = checkpoint_path
+        self.checkpoint_every = checkpoint_every
+        self._restored_rng: Tensor | None = None
+
+    def score(self, cond: Tensor, x: Tensor) -> Tensor:
+        rewards = super().score(cond, x)
+        self.log("train/diversity", mean_pairwise_hamming(x))
+        self.log("train/oracle_calls", float((self.global_step + 1) * x.shape[0]))
+        return rewards
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        super().on_train_batch_end(outputs, batch, batch_idx)
+        if self.checkpoint_path is None or not self.checkpoint_every:
+            return
+        last = self.trainer.max_steps > 0 and self.global_step >= self.trainer.max_steps
+        if last or self.global_step % self.checkpoint_every == 0:
+            self.trainer.save_checkpoint(self.checkpoint_path)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[CHECKPOINT_KEY] = dict(self.policy.init_kwargs)
+        checkpoint[RNG_KEY] = torch.get_rng_state()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._restored_rng = checkpoint.get(RNG_KEY)
+
+    def on_train_start(self) -> None:
+        if self._restored_rng is not None:
+            torch.set_rng_state(self._restored_rng.cpu())
+            self._restored_rng = None
+
+
+def validate_finetune_config(cfg: DictConfig) -> None:
+    """One-line errors for bad values, before anything heavy is built."""
+    checks = {
+        "groups": int(cfg.groups) >= 1,
+        "group_size": int(cfg.group_size) >= 1,
+        "trainer.max_steps": int(cfg.trainer.max_steps) >= 1,
+        "final.num_samples": int(cfg.final.num_samples) >= 1,
+        "final.batch_size": int(cfg.final.batch_size) >= 1,
+        "checkpoint_every": int(cfg.checkpoint_every) >= 0,
+    }
+    for key, ok in checks.items():
+        if not ok:
+            value = OmegaConf.select(cfg, key)
+            raise GempoError(
+                f"{key} must be >= {0 if key == 'checkpoint_every' else 1}, got {value}"
+            )
+    if cfg.normalization == "zscore" and int(cfg.group_size) < 2:
+        raise GempoError("normalization=zscore needs group_size >= 2")
+
+
+def load_oracles(cfg: DictConfig) -> Any:
+    """The ``oracle=`` group's object; it must expose ``finetune``, ``eval`` and ``atac``."""
+    oracles = instantiate(cfg.oracle)
+    if not all(hasattr(oracles, role) for role in ("finetune", "eval", "atac")):
+        raise GempoError(
+            f"oracle={OmegaConf.select(cfg, 'oracle._target_')} does not provide fine-tune and "
+            "eval Pred-Activity oracles; use oracle=pred_activity (or a config whose _target_ "
+            "returns an object with .finetune, .eval and .atac)"
+        )
+    return oracles
+
+
+def load_pretrained(cfg: DictConfig) -> DNAGenerator:
+    """The pretrained generator, checked against the ``model=`` architecture, with the model
+    config's sampling settings."""
+    generator = load_generator(
+        cfg.pretrained, steps=cfg.model.steps, temperature=cfg.model.temperature
+    )
+    check_architecture(
+        generator, OmegaConf.to_container(cfg.model, resolve=True), f"pretrained={cfg.pretrained}"
+    )
+    return generator
+
+
+def build_module(
+    cfg: DictConfig, generator: DNAGenerator, reward: OracleReward, run_dir: Path
+) -> DNAGeMPOModule:
+    """The GeMPO LightningModule from config (weight, normalization, loss, reg, schedule)."""
+    objective = GeMPOObjective(
+        weight=instantiate(cfg.weight),
+        normalization=cfg.normalization,
+        loss=ReweightedLoss(**OmegaConf.to_container(cfg.loss, resolve=True)),
+        reg_alpha=float(cfg.reg.alpha),
+    )
+    reference = copy.deepcopy(generator) if cfg.reg.alpha > 0 else None
+    return DNAGeMPOModule(
+        policy=generator,
+        reward=reward,
+        objective=objective,
+        optimizer=instantiate(cfg.optimizer),
+        group_size=int(cfg.group_size),
+        refresh_every=int(cfg.refresh_every),
+        reference=reference,
+        ema_decay=cfg.ema_decay,
+        checkpoint_path=run_dir / "checkpoints" / "last.ckpt",
+        checkpoint_every=int(cfg.checkpoint_every),
+    )
+
+
+def write_samples(scores: Any, run_dir: Path) -> None:
+    """``samples.csv`` (all per-sequence columns) and ``samples.fasta`` (ids carry the eval
+    oracle's objective value)."""
+    with atomic_output(run_dir / "samples.csv") as tmp:
+        scores.to_csv(tmp, index=False)
+    ids = [f"sample{i}|eval={v:.3f}" for i, v in enumerate(scores["reward_eval"])]
+    write_fasta(run_dir / "samples.fasta", scores["seq"].tolist(), ids)
+
+
+def threshold_checks(rows: dict[str, dict[str, Any]], world: EvaluationWorld) -> dict[str, Any]:
+    """The acceptance checks of the default run: eval-oracle median above the data's 99.9th
+    percentile, 3-mer correlation >= 0.5, App-Log-Lik within 15% of the pretrained model's."""
+    tuned = rows["finetuned"]
+    checks: dict[str, Any] = {
+        "pred_activity_above_threshold": tuned["pred_activity"] > world.threshold,
+        "kmer3_corr_at_least_0.5": tuned["kmer3_corr"] >= 0.5,
+    }
+    if "pretrained" in rows:
+        base = rows["pretrained"]
+        checks["app_log_lik_within_15pct"] = abs(
+            tuned["app_log_lik"] - base["app_log_lik"]
+        ) <= 0.15 * abs(base["app_log_lik"])
+        if world.simulated:
+            oracle_gain = tuned["pred_activity"] - base["pred_activity"]
+            true_gain = tuned["true_activity"] - base["true_activity"]
+            checks["eval_oracle_gain"] = oracle_gain
+            checks["true_gain"] = true_gain
+            checks["real_share_of_gain"] = true_gain / oracle_gain if oracle_gain else float("nan")
+    return checks
+
+
+def final_evaluation(
+    cfg: DictConfig, module: DNAGeMPOModule, oracles: Any, run_dir: Path
+) -> dict[str, Any]:
+    """Sample ``final.num_samples`` sequences from the EMA policy, score and write them, and
+    compare with the pretrained model; returns the summary."""
+    started = time.time()
+    policy: DNAGenerator = module.sampling_policy()
+    save_generator(policy, run_dir / "generator.pt", meta={"command": command_line()})
+    data, simulated = load_world_data(
+        cfg.data.get("path"), cfg.data.num_sequences, cfg.data.seed, policy.length
+    )
+    cell = OmegaConf.to_container(cfg.cell, resolve=True)
+    world = build_world(
+        oracles, load_pretrained(cfg).cpu(), data, simulated, cell, cfg.final.log_lik_times
+    )
+    torch.manual_seed(int(cfg.seed) + 1)
+    tokens = policy.sample_tokens(cfg.final.num_samples, cfg.final.batch_size, module.device).cpu()
+    scores = score_sequences(world, tokens)
+    write_samples(scores, run_dir)
+    rows = {"finetuned": summarize(world, tokens, scores, "GeMPO")}
+    if cfg.final.compare_pretrained:
+        torch.manual_seed(int(cfg.seed) + 1)
+        base_tokens = world.pretrained.sample_tokens(cfg.final.num_samples, cfg.final.batch_size)
+        rows["pretrained"] = summarize(
+            world, base_tokens, score_sequences(world, base_tokens), "pretrained"
+        )
+    return {
+        "rows": rows,
+        "threshold": world.threshold,
+        "simulated": simulated,
+        "checks": threshold_checks(rows, world),
+        "final_seconds": round(time.time() - started, 1),
+    }
+
+
+def finetune(cfg: DictConfig) -> dict[str, Any]:
+    """Run GeMPO fine-tuning as configured; returns the summary (also ``summary.json``)."""
+    validate_finetune_config(cfg)
+    pl.seed_everything(int(cfg.seed), workers=True)
+    run_dir = run_directory()
+    ckpt_path = resume_checkpoint(cfg.resume, run_dir)
+    generator = load_pretrained(cfg)
+    oracles = load_oracles(cfg)
+    reward = OracleReward(oracles.finetune, **OmegaConf.to_container(cfg.cell, resolve=True))
+    module = build_module(cfg, generator, reward, run_dir)
+    trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
+    trainer = pl.Trainer(
+        **trainer_cfg,
+        limit_train_batches=trainer_cfg["max_steps"],  # one epoch = the whole budget (bar total)
+        default_root_dir=run_dir,
+        logger=run_loggers(run_dir, ckpt_path),
+        enable_checkpointing=False,  # DNAGeMPOModule writes checkpoints/last.ckpt itself
+        callbacks=progress_bar(cfg.trainer, refresh_rate=1),
+    )
+    started = time.time()
+    stream = torch.utils.data.DataLoader(ContextStream(groups=int(cfg.groups)), batch_size=None)
+    trainer.fit(module, stream, ckpt_path=ckpt_path)
+    train_seconds = time.time() - started
+    summary: dict[str, Any] = {
+        "command": command_line(),
+        "weight": repr(module.objective.weight),
+        "reg_alpha": float(cfg.reg.alpha),
+        "optimizer_steps": trainer.global_step,
+        "oracle_calls": trainer.global_step * int(cfg.groups) * int(cfg.group_size),
+        "train_seconds": round(train_seconds, 1),
+        "resumed_from": ckpt_path,
+    }
+    summary.update(final_evaluation(cfg, module.cpu(), oracles.to("cpu"), run_dir))
+    summary["total_seconds"] = round(time.time() - started, 1)
+    write_json(run_dir / "summary.json", summary)
+    table = format_markdown(list(summary["rows"].values()))
+    with atomic_output(run_dir / "summary.md") as tmp:
+        tmp.write_text(
+            f"{summary['command']}\n\nthreshold (99.9th percentile of the data): "
+            f"{summary['threshold']:.3f}\n\n{table}\nchecks: {summary['checks']}\n"
+        )
+    print(table)
+    print(f"checks: {summary['checks']}")
+    return summary
+
+
+@hydra.main(config_path="../configs", config_name="dna_finetune", version_base="1.3")
+@exit_on_user_error
+def main(cfg: DictConfig) -> dict[str, Any]:
+    """``python -m dna.finetune``: see the module docstring."""
+    return finetune(cfg)
+
+
+if __name__ == "__main__":
+    exit_on_user_error(check_group_choices)(sys.argv[1:])
+    main()

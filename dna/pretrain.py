@@ -1,0 +1,297 @@
+"""Pretrain the masked diffusion generator on enhancer sequences: ``python -m dna.pretrain``.
+
+Minimizes the masked-diffusion negative ELBO (``policy.per_sample_loss(x).flow_matching``, in
+nats per sequence) on the configured data world, keeps an EMA of the weights, reports the
+validation NELBO of the EMA model, writes checkpoints and, at the end, the EMA generator as
+``generator.pt`` (and, with ``export_dir=``, the shipped checkpoint + ``manifest.json``)::
+
+    python -m dna.pretrain                                   # small model, simulated MPRA
+    python -m dna.pretrain model=drakes trainer.accelerator=gpu
+    python -m dna.pretrain data=gosai data.path=/data/dataset.csv.gz
+    python -m dna.pretrain resume=true                       # continue the run in the same folder
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import platform
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import hydra
+import pandas as pd
+import pytorch_lightning as pl
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
+from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from dna.model import CHECKPOINT_KEY, DNAGenerator, save_generator
+from dna.sequences import atomic_output
+from gempo.errors import GempoError, exit_on_user_error
+from gempo.module import OptimizerFactory, freeze
+from gempo.samplers import masked_nelbo
+
+log = logging.getLogger(__name__)
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+class MaskedDiffusionPretraining(pl.LightningModule):
+    """Maximum-likelihood (NELBO) training of a :class:`~dna.model.DNAGenerator`.
+
+    Batches are dicts with ``tokens`` ``(batch, length)``. The EMA (``ema_decay``, or ``None``)
+    is updated after every optimizer step and is what validation scores and what is exported.
+    """
+
+    def __init__(
+        self,
+        generator: DNAGenerator,
+        optimizer: OptimizerFactory,
+        ema_decay: float | None = 0.999,
+        warmup_steps: int = 200,
+        val_num_times: int = 4,
+    ) -> None:
+        super().__init__()
+        if ema_decay is not None and not 0.0 < ema_decay < 1.0:
+            raise GempoError(f"ema_decay must be in (0, 1) or null, got {ema_decay}")
+        if warmup_steps < 0 or val_num_times < 1:
+            raise GempoError("warmup_steps must be >= 0 and val_num_times >= 1")
+        self.generator = generator
+        self.optimizer_factory = optimizer
+        self.warmup_steps = warmup_steps
+        self.val_num_times = val_num_times
+        self.ema = (
+            freeze(
+                AveragedModel(
+                    generator, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True
+                )
+            )
+            if ema_decay is not None
+            else None
+        )
+
+    def trained_generator(self) -> DNAGenerator:
+        """The generator to export: the EMA when kept, else the trained weights."""
+        return self.ema.module if self.ema is not None else self.generator
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        tokens = batch["tokens"]
+        cond = tokens.new_zeros(tokens.shape[0], 0, dtype=torch.float32)
+        nelbo = self.generator.per_sample_loss(tokens, cond).flow_matching.mean()
+        self.log("train/nelbo", nelbo, prog_bar=True)
+        self.log("train/bits_per_base", nelbo / (math.log(2.0) * tokens.shape[1]))
+        return nelbo
+
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        # The EMA follows the optimizer step here (not in on_train_batch_end, which Lightning
+        # runs after the checkpoint callback), so a saved checkpoint holds a consistent EMA.
+        super().optimizer_step(*args, **kwargs)
+        if self.ema is not None:
+            self.ema.update_parameters(self.generator)
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        tokens = batch["tokens"]
+        model = self.trained_generator()
+        nelbo = masked_nelbo(model.denoiser, model.path, tokens, self.val_num_times).mean()
+        self.log("val/nelbo", nelbo, prog_bar=True, batch_size=tokens.shape[0])
+        self.log(
+            "val/bits_per_base",
+            nelbo / (math.log(2.0) * tokens.shape[1]),
+            batch_size=tokens.shape[0],
+        )
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        optimizer = self.optimizer_factory(self.generator.parameters())
+        warmup = max(self.warmup_steps, 1)
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda s: min(1.0, (s + 1) / warmup)
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[CHECKPOINT_KEY] = dict(self.generator.init_kwargs)
+
+
+def run_directory() -> Path:
+    """Hydra's output directory for this run (the working directory outside Hydra)."""
+    try:
+        return Path(HydraConfig.get().runtime.output_dir)
+    except ValueError:
+        return Path.cwd()
+
+
+def resume_checkpoint(resume: bool | str | None, run_dir: Path) -> str | None:
+    """The checkpoint to resume from: ``true`` -> ``<run_dir>/checkpoints/last.ckpt`` (a fresh
+    start when there is none yet), a path -> that file, ``false``/``null`` -> none."""
+    if resume is None or resume is False or str(resume).lower() in ("false", "none", "null", ""):
+        return None
+    if resume is True or str(resume).lower() == "true":
+        last = run_dir / "checkpoints" / "last.ckpt"
+        if last.is_file():
+            return str(last)
+        log.warning("resume=true but %s does not exist yet; starting from scratch", last)
+        return None
+    path = Path(str(resume)).expanduser()
+    if not path.is_file():
+        raise GempoError(f"resume={resume!r}: checkpoint file not found")
+    return str(path)
+
+
+def run_loggers(run_dir: Path, resume_from: str | None = None) -> list[pl.loggers.Logger]:
+    """A CSV logger (``logs/csv/metrics.csv``) and a TensorBoard logger under ``run_dir/logs``.
+
+    When resuming, the CSV rows logged before the checkpoint's step are kept (Lightning's CSV
+    logger would delete the file), so ``metrics.csv`` reads as one uninterrupted run.
+    """
+    csv_logger = CSVLogger(run_dir, name="logs", version="csv")
+    earlier = Path(csv_logger.log_dir) / "metrics.csv"
+    if resume_from is not None and earlier.is_file():
+        step = torch.load(resume_from, map_location="cpu", weights_only=False)["global_step"]
+        frame = pd.read_csv(earlier)
+        writer = csv_logger.experiment  # (deletes the old file)
+        for row in frame[frame["step"] < step].to_dict("records"):
+            values = {k: v for k, v in row.items() if k != "step" and pd.notna(v)}
+            writer.log_metrics(values, int(row["step"]))
+    return [
+        csv_logger,
+        TensorBoardLogger(run_dir, name="logs", version="tensorboard", default_hp_metric=False),
+    ]
+
+
+def progress_bar(trainer_cfg: DictConfig, refresh_rate: int) -> list[TQDMProgressBar]:
+    """A progress bar callback, unless ``trainer.enable_progress_bar`` is false."""
+    return [TQDMProgressBar(refresh_rate)] if trainer_cfg.get("enable_progress_bar", True) else []
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> Path:
+    """Write ``payload`` as indented JSON atomically."""
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    return path
+
+
+def command_line() -> str:
+    """The command that started this process, as one shell line."""
+    spec = getattr(sys.modules["__main__"], "__spec__", None)
+    program = f"python -m {spec.name}" if spec is not None else f"python {sys.argv[0]}"
+    return " ".join([program, *(shlex.quote(a) for a in sys.argv[1:])])
+
+
+def export_generator(
+    module: MaskedDiffusionPretraining, export_dir: Path, name: str, record: dict[str, Any]
+) -> Path:
+    """Write the shipped checkpoint ``<export_dir>/pretrained_<name>.pt`` and update the
+    directory's ``manifest.json`` (sha256, command, data, training record)."""
+    generator = module.trained_generator()
+    path = export_dir / f"pretrained_{name}.pt"
+    digest = save_generator(generator, path, meta=record)
+    manifest_path = export_dir / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    manifest[path.name] = {"sha256": digest, "bytes": path.stat().st_size, **record}
+    write_json(manifest_path, manifest)
+    return path
+
+
+def check_group_choices(overrides: Sequence[str], config_dir: Path = CONFIG_DIR) -> None:
+    """One-line error for a command-line choice of a config group that does not exist
+    (``oracle=nope``), which Hydra would report in several lines before the app starts.
+
+    ``overrides``: the command-line arguments; ``key=a,b`` (multirun) checks every value.
+    """
+    for arg in overrides:
+        if "=" not in arg or arg.startswith(("-", "+", "~", "hydra")):
+            continue
+        key, values = arg.split("=", 1)
+        group = config_dir / key
+        if "." in key or not group.is_dir():
+            continue
+        options = sorted(p.stem for p in group.glob("*.yaml"))
+        for value in values.split(","):
+            if value and value != "null" and not (group / f"{value}.yaml").is_file():
+                raise GempoError(f"unknown {key} {value!r}; expected one of {', '.join(options)}")
+
+
+def validate_pretrain_config(cfg: DictConfig) -> None:
+    """One-line errors for the values a user most often gets wrong."""
+    if int(cfg.data.batch_size) < 1:
+        raise GempoError(f"data.batch_size must be >= 1, got {cfg.data.batch_size}")
+    if cfg.trainer.get("max_steps", -1) in (0, None):
+        raise GempoError("trainer.max_steps must be > 0 (or -1 with trainer.max_time)")
+
+
+def pretrain(cfg: DictConfig) -> dict[str, Any]:
+    """Run pretraining as configured; returns the record written to ``pretrain_summary.json``."""
+    validate_pretrain_config(cfg)
+    pl.seed_everything(int(cfg.seed), workers=True)
+    run_dir = run_directory()
+    resume_from = resume_checkpoint(cfg.resume, run_dir)
+    data: pl.LightningDataModule = instantiate(cfg.data)
+    generator: DNAGenerator = instantiate(cfg.model)
+    module = MaskedDiffusionPretraining(
+        generator, instantiate(cfg.optimizer), cfg.ema_decay, cfg.warmup_steps, cfg.val_num_times
+    )
+    checkpoint = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints",
+        save_last=True,
+        save_top_k=0,
+        every_n_train_steps=int(cfg.checkpoint_every),
+    )
+    trainer = pl.Trainer(
+        **OmegaConf.to_container(cfg.trainer, resolve=True),
+        default_root_dir=run_dir,
+        logger=run_loggers(run_dir, resume_from),
+        callbacks=[checkpoint, *progress_bar(cfg.trainer, refresh_rate=10)],
+    )
+    started = time.time()
+    trainer.fit(module, datamodule=data, ckpt_path=resume_from)
+    trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt")
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    record = {
+        "command": command_line(),
+        "model": OmegaConf.to_container(cfg.model, resolve=True),
+        "parameters": generator.num_parameters(),
+        "data": str(getattr(data, "resolved_path", lambda: cfg.data.get("path"))()),
+        "optimizer_steps": trainer.global_step,
+        "wall_seconds": round(time.time() - started, 1),
+        "val_nelbo": metrics.get("val/nelbo"),
+        "val_bits_per_base": metrics.get("val/bits_per_base"),
+        "seed": int(cfg.seed),
+        "torch": str(torch.__version__),
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
+    }
+    save_generator(module.trained_generator(), run_dir / "generator.pt", meta=record)
+    if cfg.export_dir:
+        name = (
+            HydraConfig.get().runtime.choices.get("model", "custom")
+            if HydraConfig.initialized()
+            else "custom"
+        )
+        path = export_generator(
+            module, Path(hydra.utils.to_absolute_path(cfg.export_dir)), name, record
+        )
+        log.info("exported %s", path)
+    write_json(run_dir / "pretrain_summary.json", record)
+    log.info("pretraining done: %s", json.dumps(record))
+    return record
+
+
+@hydra.main(config_path="../configs", config_name="dna_pretrain", version_base="1.3")
+@exit_on_user_error
+def main(cfg: DictConfig) -> dict[str, Any]:
+    """``python -m dna.pretrain``: see the module docstring."""
+    return pretrain(cfg)
+
+
+if __name__ == "__main__":
+    exit_on_user_error(check_group_choices)(sys.argv[1:])
+    main()

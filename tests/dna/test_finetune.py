@@ -1,0 +1,169 @@
+"""``dna.finetune`` end to end on a tiny world: reward rises, resume is exact, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+import dna.finetune
+from dna.finetune import finetune
+from dna.model import DNAGenerator, save_generator
+from dna.oracle import OracleSet
+from dna.sequences import read_fasta
+from gempo.errors import GempoError
+from tests.conftest import CONFIG_DIR, REPO_ROOT
+
+LENGTH = 16
+
+
+class GContentOracle(torch.nn.Module):
+    """Stand-in Pred-Activity oracle: (G share, A share, C share) per sequence, ``(batch, 3)``."""
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return torch.stack([(tokens == k).float().mean(1) for k in (2, 0, 1)], dim=1)
+
+
+@pytest.fixture
+def tiny(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Overrides for a tiny run in ``tmp_path``: untrained 16-bp generator, G-content oracle."""
+    generator = DNAGenerator(
+        channels=16, dilations=[1, 2], kernel_size=3, time_dim=16, length=LENGTH, steps=4
+    )
+    save_generator(generator, tmp_path / "gen.pt")
+    rng = np.random.default_rng(0)
+    seqs = ["".join(rng.choice(list("ACGT"), LENGTH)) for _ in range(1000)]
+    hepg2 = [s.count("G") / LENGTH for s in seqs]
+    pd.DataFrame({"seq": seqs, "hepg2": hepg2, "k562": 0.0, "sknsh": 0.0}).to_csv(
+        tmp_path / "data.csv", index=False
+    )
+    oracles = OracleSet(GContentOracle(), GContentOracle(), None)
+    monkeypatch.setattr(dna.finetune, "load_oracles", lambda cfg: oracles)
+    monkeypatch.chdir(tmp_path)
+    return [
+        f"pretrained={tmp_path / 'gen.pt'}",
+        f"data.path={tmp_path / 'data.csv'}",
+        "model.channels=16",
+        "model.dilations=[1,2]",
+        "model.kernel_size=3",
+        "model.time_dim=16",
+        f"model.length={LENGTH}",
+        "model.steps=4",
+        "group_size=16",
+        "optimizer.lr=0.01",
+        "ema_decay=0.5",
+        "final.num_samples=64",
+        "final.batch_size=64",
+        "final.log_lik_times=2",
+        "trainer.accelerator=cpu",
+        "trainer.enable_progress_bar=false",
+    ]
+
+
+def run(overrides: list[str]) -> dict:
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose(config_name="dna_finetune", overrides=overrides)
+    return finetune(cfg)
+
+
+def metrics_by_step(path: Path) -> pd.DataFrame:
+    frame = pd.read_csv(path)
+    return frame.dropna(subset=["train/loss"]).set_index("step")
+
+
+def test_finetune_raises_reward_and_writes_outputs(tiny: list[str], tmp_path: Path) -> None:
+    summary = run([*tiny, "trainer.max_steps=15", "checkpoint_every=5"])
+    base, tuned = summary["rows"]["pretrained"], summary["rows"]["finetuned"]
+    assert base["pred_activity"] == pytest.approx(0.25, abs=0.08)  # uniform generator
+    assert tuned["pred_activity"] > base["pred_activity"] + 0.1
+    assert summary["optimizer_steps"] == 15 and summary["oracle_calls"] == 15 * 16
+    assert summary["checks"]["pred_activity_above_threshold"] == (
+        tuned["pred_activity"] > summary["threshold"]
+    )
+
+    logged = metrics_by_step(tmp_path / "logs" / "csv" / "metrics.csv")
+    for key in (
+        "reward_mean",
+        "reward_median",
+        "reward_max",
+        "negative_mass_share",
+        "diversity",
+        "oracle_calls",
+    ):
+        assert f"train/{key}" in logged.columns
+    assert (
+        logged["train/reward_mean"].iloc[-3:].mean() > logged["train/reward_mean"].iloc[:3].mean()
+    )
+    assert any((tmp_path / "logs" / "tensorboard").glob("events.out.tfevents.*"))
+
+    samples = pd.read_csv(tmp_path / "samples.csv")
+    assert len(samples) == 64 and {"seq", "ft_hepg2", "eval_hepg2", "log_lik"} <= set(
+        samples.columns
+    )
+    assert read_fasta(tmp_path / "samples.fasta") == samples["seq"].tolist()
+    assert json.loads((tmp_path / "summary.json").read_text())["optimizer_steps"] == 15
+    assert (tmp_path / "generator.pt").is_file() and (
+        tmp_path / "checkpoints" / "last.ckpt"
+    ).is_file()
+
+
+def test_resume_continues_from_the_same_step_with_the_same_metrics(
+    tiny: list[str], tmp_path: Path
+) -> None:
+    quick = [*tiny, "checkpoint_every=2", "final.num_samples=4", "final.compare_pretrained=false"]
+    run([*quick, "trainer.max_steps=4"])
+    straight = metrics_by_step(tmp_path / "logs" / "csv" / "metrics.csv")
+    for leftover in ("logs", "checkpoints"):
+        subprocess.run(["rm", "-r", str(tmp_path / leftover)], check=True)
+
+    run([*quick, "trainer.max_steps=2"])  # an "interrupted" run: stops after step 2
+    summary = run([*quick, "trainer.max_steps=4", "resume=true"])
+    assert summary["resumed_from"] == str(tmp_path / "checkpoints" / "last.ckpt")
+    assert summary["optimizer_steps"] == 4
+    resumed = metrics_by_step(tmp_path / "logs" / "csv" / "metrics.csv")
+    assert sorted(resumed.index) == sorted(straight.index)  # steps 0-3, each logged once
+    columns = ["train/loss", "train/reward_mean", "train/weight_std", "train/diversity"]
+    pd.testing.assert_frame_equal(
+        resumed.loc[straight.index, columns], straight[columns], rtol=1e-5
+    )
+
+
+def test_bad_config_values_raise_one_clear_error(tiny: list[str], tmp_path: Path) -> None:
+    with pytest.raises(GempoError, match="group_size must be >= 1, got 0"):
+        run([*tiny, "group_size=0"])
+    with pytest.raises(GempoError, match="generator checkpoint '/nowhere/gen.pt' not found"):
+        run([*tiny, "pretrained=/nowhere/gen.pt"])
+    with pytest.raises(GempoError, match="channels=16, but model.channels=32"):
+        run([*tiny, "model.channels=32"])
+    with pytest.raises(GempoError, match=r"resume='/nowhere.ckpt': checkpoint file not found"):
+        run([*tiny, "resume=/nowhere.ckpt"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("argument", "message"),
+    [
+        ("oracle=nope", "error: unknown oracle 'nope'; expected one of atac, pred_activity"),
+        ("group_size=0", "error: group_size must be >= 1, got 0"),
+        ("pretrained=/nowhere/gen.pt", "error: generator checkpoint '/nowhere/gen.pt' not found"),
+    ],
+)
+def test_cli_prints_one_line_for_bad_values(argument: str, message: str, tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "dna.finetune", argument, f"hydra.run.dir={tmp_path}"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.strip()]
+    assert errors[-1].startswith(message) and "Traceback" not in result.stderr
+    assert sum(line.startswith("error:") for line in errors) == 1
