@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from dna.sequences import SEQ_LEN, VOCAB_SIZE, atomic_output
+from dna.sequences import SEQ_LEN, VOCAB_SIZE, atomic_output, read_checkpoint
 from gempo.errors import GempoError
 from gempo.nets import ConvDenoiser
 from gempo.policies import MaskedDiffusionPolicy
@@ -197,14 +197,7 @@ def load_generator(
     ``steps``/``temperature`` override the sampling settings stored in the file.
     """
     path = resolve_generator_path(path)
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unreadable file is a user error here
-        raise GempoError(
-            f"{path}: not a readable PyTorch checkpoint ({type(err).__name__})"
-        ) from err
-    if not isinstance(payload, dict):
-        raise GempoError(f"{path}: expected a checkpoint dict, got {type(payload).__name__}")
+    payload = read_checkpoint(path, map_location)
     if payload.get("format") == CHECKPOINT_FORMAT:
         kwargs, state = dict(payload["kwargs"]), payload["state_dict"]
     elif CHECKPOINT_KEY in payload:

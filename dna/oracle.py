@@ -22,7 +22,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from dna.data import ACTIVITY_COLUMNS
-from dna.sequences import SEQ_LEN, VOCAB_SIZE, atomic_output, one_hot
+from dna.sequences import SEQ_LEN, VOCAB_SIZE, atomic_output, one_hot, read_checkpoint
 from gempo.errors import GempoError, exit_on_user_error
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -190,14 +190,7 @@ def load_oracle(path: str | Path, map_location: str | torch.device = "cpu") -> S
     """Load an oracle checkpoint (this project's compact format or a ``dna.oracle`` Lightning
     ``.ckpt``) into a frozen module in eval mode."""
     path = resolve_oracle_path(path)
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unreadable file is a user error here
-        raise GempoError(
-            f"{path}: not a readable PyTorch checkpoint ({type(err).__name__})"
-        ) from err
-    if not isinstance(payload, dict):
-        raise GempoError(f"{path}: expected a checkpoint dict, got {type(payload).__name__}")
+    payload = read_checkpoint(path, map_location)
     if payload.get("format") == CHECKPOINT_FORMAT:
         model = _build(payload["class"], payload["kwargs"], path)
         state = payload["state_dict"]

@@ -51,6 +51,20 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
             tmp.unlink()
 
 
+def read_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict:
+    """The dict saved in a PyTorch checkpoint file (tensors only, no pickled code); a file
+    that is unreadable or holds something else is a one-line :class:`GempoError`."""
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unreadable file is a user error here
+        raise GempoError(
+            f"{path}: not a readable PyTorch checkpoint ({type(err).__name__})"
+        ) from err
+    if not isinstance(payload, dict):
+        raise GempoError(f"{path}: expected a checkpoint dict, got {type(payload).__name__}")
+    return payload
+
+
 def encode_array(seqs: Sequence[str]) -> np.ndarray:
     """Sequences of one length -> int8 array ``(batch, length)`` of tokens 0..3.
 

@@ -136,3 +136,17 @@ class GeMPOModule(pl.LightningModule):
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return self.optimizer_factory(self.policy.parameters())
+
+
+def fit_steps(module: GeMPOModule, steps: int, groups: int = 1, accelerator: str = "cpu") -> None:
+    """Run ``steps`` GeMPO steps of ``module`` on ``groups`` contexts per step, with no logger,
+    checkpoint or progress bar (toys, tests, notebooks)."""
+    trainer = pl.Trainer(
+        max_steps=steps,
+        accelerator=accelerator,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(module, torch.utils.data.DataLoader(ContextStream(groups=groups), batch_size=None))

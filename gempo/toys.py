@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from gempo.losses import GeMPOObjective, ReweightedLoss
-from gempo.module import ContextStream, GeMPOModule
+from gempo.module import GeMPOModule, fit_steps
 from gempo.nets import ConvDenoiser, MLPVelocityField
 from gempo.policies import ContinuousFlowPolicy, GenerativePolicy, MaskedDiffusionPolicy
 from gempo.weights import Normalization, WeightFunction
@@ -126,14 +126,6 @@ def run_toy(
         optimizer=lambda params: torch.optim.Adam(params, lr=lr),
         group_size=group_size,
     )
-    trainer = pl.Trainer(
-        max_steps=steps,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
-    trainer.fit(module, torch.utils.data.DataLoader(ContextStream(groups=1), batch_size=None))
+    fit_steps(module, steps)
     final_reward, final_diversity = evaluate(toy, module.policy)
     return ToyResult(base_reward, final_reward, base_diversity, final_diversity, module.policy)

@@ -1,10 +1,9 @@
 import pytest
-import pytorch_lightning as pl
 import torch
 
 from gempo.errors import GempoError
 from gempo.losses import GeMPOObjective
-from gempo.module import ContextStream, GeMPOModule
+from gempo.module import ContextStream, GeMPOModule, fit_steps
 from gempo.toys import ModesBandit2D, MotifBandit, run_toy
 from gempo.weights import ExpWeight, LinearWeight
 
@@ -37,15 +36,7 @@ def test_toy_runs_are_reproducible_per_seed():
 
 
 def fit(module: GeMPOModule, steps: int) -> None:
-    trainer = pl.Trainer(
-        max_steps=steps,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
-    trainer.fit(module, torch.utils.data.DataLoader(ContextStream(groups=2), batch_size=None))
+    fit_steps(module, steps, groups=2)
 
 
 def make_module(reward=None, **kwargs) -> GeMPOModule:
