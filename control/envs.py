@@ -17,7 +17,7 @@ from gymnasium.vector import AutoresetMode, SyncVectorEnv
 from gymnasium.wrappers import TimeLimit
 from torch import Tensor
 
-from gempo.errors import GempoError
+from gempo.errors import GempoError, check_group_choices
 
 ENV_CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "env"
 
@@ -28,20 +28,9 @@ def env_config_names() -> list[str]:
 
 
 def check_env_overrides(argv: Sequence[str]) -> None:
-    """Reject ``env=NAME`` command-line overrides that name no config, in one line.
-
-    Hydra reports a missing group option on many lines before the app runs; this check runs
-    first so an unknown env name gives one clear line. Sweeps (``env=a,b``) are checked too.
-    """
-    names = env_config_names()
-    for arg in argv:
-        if not arg.startswith("env="):
-            continue
-        for name in arg.removeprefix("env=").split(","):
-            if name and name not in names:
-                raise GempoError(
-                    f"env={name}: unknown env config; expected one of {', '.join(names)}"
-                )
+    """One line for a command-line config choice that names no config (``env=nope``,
+    sweeps included), before Hydra reports it on many lines."""
+    check_group_choices(argv, ENV_CONFIG_DIR.parent)
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from dna.model import CHECKPOINT_KEY, DNAGenerator, save_generator
 from dna.sequences import atomic_output
 from gempo.errors import GempoError, exit_on_user_error
+from gempo.errors import check_group_choices as check_config_choices
 from gempo.module import OptimizerFactory, freeze
 from gempo.samplers import masked_nelbo
 
@@ -203,22 +204,8 @@ def export_generator(
 
 
 def check_group_choices(overrides: Sequence[str], config_dir: Path = CONFIG_DIR) -> None:
-    """One-line error for a command-line choice of a config group that does not exist
-    (``oracle=nope``), which Hydra would report in several lines before the app starts.
-
-    ``overrides``: the command-line arguments; ``key=a,b`` (multirun) checks every value.
-    """
-    for arg in overrides:
-        if "=" not in arg or arg.startswith(("-", "+", "~", "hydra")):
-            continue
-        key, values = arg.split("=", 1)
-        group = config_dir / key
-        if "." in key or not group.is_dir():
-            continue
-        options = sorted(p.stem for p in group.glob("*.yaml"))
-        for value in values.split(","):
-            if value and value != "null" and not (group / f"{value}.yaml").is_file():
-                raise GempoError(f"unknown {key} {value!r}; expected one of {', '.join(options)}")
+    """:func:`gempo.errors.check_group_choices` on this project's configs."""
+    check_config_choices(overrides, config_dir)
 
 
 def validate_pretrain_config(cfg: DictConfig) -> None:

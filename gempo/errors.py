@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import functools
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TypeVar
 
 F = TypeVar("F", bound=Callable[..., object])
@@ -39,3 +40,25 @@ def exit_on_user_error(main: F) -> F:
             sys.exit(2)
 
     return wrapper  # type: ignore[return-value]
+
+
+def check_group_choices(overrides: Sequence[str], config_dir: Path) -> None:
+    """One-line error for a command-line choice of a config group that does not exist
+    (``oracle=nope``), which Hydra would report in several lines before the app starts.
+
+    ``overrides``: the command-line arguments; ``key=a,b`` (multirun) checks every value;
+    ``config_dir``: the Hydra config folder whose sub-folders are the groups.
+    """
+    for arg in overrides:
+        if "=" not in arg or arg.startswith(("-", "+", "~", "hydra")):
+            continue
+        key, values = arg.split("=", 1)
+        group = config_dir / key
+        if "." in key or not group.is_dir():
+            continue
+        options = sorted(p.stem for p in group.glob("*.yaml"))
+        for value in values.split(","):
+            if value and value != "null" and not (group / f"{value}.yaml").is_file():
+                raise GempoError(
+                    f"{key}={value}: unknown {key} config; expected one of {', '.join(options)}"
+                )

@@ -150,7 +150,10 @@ def test_bad_config_values_raise_one_clear_error(tiny: list[str], tmp_path: Path
 @pytest.mark.parametrize(
     ("argument", "message"),
     [
-        ("oracle=nope", "error: unknown oracle 'nope'; expected one of atac, pred_activity"),
+        (
+            "oracle=nope",
+            "error: oracle=nope: unknown oracle config; expected one of atac, pred_activity",
+        ),
         ("group_size=0", "error: group_size must be >= 1, got 0"),
         ("pretrained=/nowhere/gen.pt", "error: generator checkpoint '/nowhere/gen.pt' not found"),
     ],

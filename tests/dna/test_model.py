@@ -93,9 +93,11 @@ def test_bad_values_and_files_give_clear_errors(tmp_path: Path) -> None:
 
 def test_unknown_group_choice_is_one_line() -> None:
     check_group_choices(["oracle=pred_activity", "weight=exp,linear", "seed=3"])
-    with pytest.raises(GempoError, match="unknown oracle 'nope'; expected one of .*pred_activity"):
+    with pytest.raises(
+        GempoError, match="oracle=nope: unknown oracle config; expected one of .*pred_activity"
+    ):
         check_group_choices(["oracle=nope"])
-    with pytest.raises(GempoError, match="unknown weight 'cubic'"):
+    with pytest.raises(GempoError, match="weight=cubic: unknown weight config"):
         check_group_choices(["weight=exp,cubic"])
 
 
