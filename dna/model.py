@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from dna.sequences import SEQ_LEN, VOCAB_SIZE, atomic_output, read_checkpoint
+from dna.sequences import SEQ_LEN, VOCAB_SIZE, atomic_output, find_checkpoint, read_checkpoint
 from gempo.errors import GempoError
 from gempo.nets import ConvDenoiser
 from gempo.policies import MaskedDiffusionPolicy
@@ -144,13 +144,7 @@ def resolve_generator_path(path: str | Path | None) -> Path:
     finds the shipped file)."""
     if path is None or str(path) in ("", "None", "null"):
         raise GempoError("no generator checkpoint given (set pretrained=/path/to/generator.pt)")
-    path = Path(path).expanduser()
-    candidates = [path] if path.is_absolute() else [Path.cwd() / path, PACKAGE_DIR / path]
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    tried = " or ".join(str(c) for c in candidates)
-    raise GempoError(f"generator checkpoint {str(path)!r} not found (looked for {tried})")
+    return find_checkpoint(path, "generator")
 
 
 def generator_payload(generator: DNAGenerator, meta: dict[str, Any] | None = None) -> dict:

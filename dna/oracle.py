@@ -22,7 +22,14 @@ from omegaconf import DictConfig
 from torch import nn
 
 from dna.data import ACTIVITY_COLUMNS
-from dna.sequences import SEQ_LEN, VOCAB_SIZE, atomic_output, one_hot, read_checkpoint
+from dna.sequences import (
+    SEQ_LEN,
+    VOCAB_SIZE,
+    atomic_output,
+    find_checkpoint,
+    one_hot,
+    read_checkpoint,
+)
 from gempo.errors import GempoError, exit_on_user_error
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -151,13 +158,7 @@ def freeze(module: nn.Module) -> nn.Module:
 def resolve_oracle_path(path: str | Path) -> Path:
     """Absolute paths as given; a relative path is tried against the working directory, then
     against the ``dna`` package (so ``assets/oracles/atac.pt`` finds the shipped file)."""
-    path = Path(path).expanduser()
-    candidates = [path] if path.is_absolute() else [Path.cwd() / path, PACKAGE_DIR / path]
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    tried = " or ".join(str(c) for c in candidates)
-    raise GempoError(f"oracle checkpoint {str(path)!r} not found (looked for {tried})")
+    return find_checkpoint(path, "oracle")
 
 
 def save_oracle(model: SequenceCNN, path: str | Path, meta: dict[str, Any] | None = None) -> str:

@@ -51,6 +51,20 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
             tmp.unlink()
 
 
+def find_checkpoint(path: str | Path, kind: str) -> Path:
+    """An existing ``kind`` checkpoint file: absolute paths as given; a relative path is tried
+    against the working directory, then the ``dna`` package (so ``assets/oracles/atac.pt``
+    finds the shipped file)."""
+    path = Path(path).expanduser()
+    package_dir = Path(__file__).resolve().parent
+    candidates = [path] if path.is_absolute() else [Path.cwd() / path, package_dir / path]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    tried = " or ".join(str(c) for c in candidates)
+    raise GempoError(f"{kind} checkpoint {str(path)!r} not found (looked for {tried})")
+
+
 def read_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict:
     """The dict saved in a PyTorch checkpoint file (tensors only, no pickled code); a file
     that is unreadable or holds something else is a one-line :class:`GempoError`."""
