@@ -77,10 +77,10 @@ class DNAGeMPOModule(GeMPOModule):
 
     - logs ``train/diversity`` (mean pairwise Hamming distance of each behaviour batch, as a
       fraction of the length) and ``train/oracle_calls`` (sequences scored so far);
-    - saves ``checkpoint_path`` every ``checkpoint_every`` steps and at the last step, *after* the
-      core's end-of-batch EMA update and behaviour refresh (Lightning's checkpoint callback would
-      run before them), with the generator's constructor arguments and the torch RNG state, so a
-      resumed run continues exactly as an uninterrupted one would.
+    - saves ``checkpoint_path`` every ``checkpoint_every`` steps and at the last step (the core
+      has already updated the EMA and refreshed the behaviour policy in ``optimizer_step``),
+      with the generator's constructor arguments and the torch RNG state, so a resumed run
+      continues exactly as an uninterrupted one would.
     """
 
     def __init__(
@@ -104,7 +104,6 @@ class DNAGeMPOModule(GeMPOModule):
         return rewards
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        super().on_train_batch_end(outputs, batch, batch_idx)
         if self.checkpoint_path is None or not self.checkpoint_every:
             return
         last = self.trainer.max_steps > 0 and self.global_step >= self.trainer.max_steps

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -108,6 +109,7 @@ class GeMPOModule(pl.LightningModule):
         )
         if self.ema is not None:
             freeze(self.ema)
+        self.register_buffer("optimizer_steps", torch.zeros((), dtype=torch.long))
 
     def sampling_policy(self) -> GenerativePolicy:
         """The policy to draw final samples from: the EMA when kept, else the policy."""
@@ -128,10 +130,14 @@ class GeMPOModule(pl.LightningModule):
         self.log("train/reward", step.stats["reward_mean"], prog_bar=True, logger=False)
         return step.loss
 
-    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:  # noqa: ANN001
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        """The optimizer step, then the EMA update and the behaviour refresh, so that every
+        hook and callback after the step (checkpointing included) sees them done."""
+        super().optimizer_step(*args, **kwargs)
+        self.optimizer_steps += 1
         if self.ema is not None:
             self.ema.update_parameters(self.policy)
-        if self.global_step % self.refresh_every == 0:
+        if int(self.optimizer_steps) % self.refresh_every == 0:
             self.behaviour.load_state_dict(self.policy.state_dict())
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
