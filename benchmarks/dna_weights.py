@@ -79,7 +79,7 @@ def finetune_run(scheme: str, seed: int, budget: argparse.Namespace, out: Path) 
     logged = pd.read_csv(run_dir / "logs" / "csv" / "metrics.csv").dropna(
         subset=["train/reward_mean"]
     )
-    curve = logged[["train/oracle_calls", "train/reward_mean"]].to_numpy().tolist()
+    curve = logged[["train/reward_calls", "train/reward_mean"]].to_numpy().tolist()
     row = summary["rows"]["finetuned"]
     row.update(
         name=f"GeMPO {scheme}",

@@ -76,7 +76,7 @@ class DNAGeMPOModule(GeMPOModule):
     """:class:`~gempo.module.GeMPOModule` plus the DNA run's bookkeeping.
 
     - logs ``train/diversity`` (mean pairwise Hamming distance of each behaviour batch, as a
-      fraction of the length) and ``train/oracle_calls`` (sequences scored so far);
+      fraction of the length); the core logs ``train/reward_calls`` (oracle calls so far);
     - saves ``checkpoint_path`` every ``checkpoint_every`` steps and at the last step (the core
       has already updated the EMA and refreshed the behaviour policy in ``optimizer_step``),
       with the generator's constructor arguments and the torch RNG state, so a resumed run
@@ -100,7 +100,6 @@ class DNAGeMPOModule(GeMPOModule):
     def score(self, cond: Tensor, x: Tensor) -> Tensor:
         rewards = super().score(cond, x)
         self.log("train/diversity", mean_pairwise_hamming(x))
-        self.log("train/oracle_calls", float((self.global_step + 1) * x.shape[0]))
         return rewards
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
@@ -111,10 +110,12 @@ class DNAGeMPOModule(GeMPOModule):
             self.trainer.save_checkpoint(self.checkpoint_path)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
         checkpoint[CHECKPOINT_KEY] = dict(self.policy.init_kwargs)
         checkpoint[RNG_KEY] = torch.get_rng_state()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
         self._restored_rng = checkpoint.get(RNG_KEY)
 
     def on_train_start(self) -> None:
@@ -132,6 +133,8 @@ def validate_finetune_config(cfg: DictConfig) -> None:
         "final.num_samples": int(cfg.final.num_samples) >= 1,
         "final.batch_size": int(cfg.final.batch_size) >= 1,
         "checkpoint_every": int(cfg.checkpoint_every) >= 0,
+        "loss_times": int(cfg.loss_times) >= 1,
+        "updates_per_batch": int(cfg.updates_per_batch) >= 1,
     }
     for key, ok in checks.items():
         if not ok:
@@ -176,6 +179,7 @@ def build_module(
         normalization=cfg.normalization,
         loss=ReweightedLoss(**OmegaConf.to_container(cfg.loss, resolve=True)),
         reg_alpha=float(cfg.reg.alpha),
+        loss_times=int(cfg.loss_times),
     )
     reference = copy.deepcopy(generator) if cfg.reg.alpha > 0 else None
     return DNAGeMPOModule(
@@ -187,6 +191,7 @@ def build_module(
         refresh_every=int(cfg.refresh_every),
         reference=reference,
         ema_decay=cfg.ema_decay,
+        updates_per_batch=int(cfg.updates_per_batch),
         checkpoint_path=run_dir / "checkpoints" / "last.ckpt",
         checkpoint_every=int(cfg.checkpoint_every),
     )
@@ -286,7 +291,7 @@ def finetune(cfg: DictConfig) -> dict[str, Any]:
         "weight": repr(module.objective.weight),
         "reg_alpha": float(cfg.reg.alpha),
         "optimizer_steps": trainer.global_step,
-        "oracle_calls": trainer.global_step * int(cfg.groups) * int(cfg.group_size),
+        "oracle_calls": int(module.samples_scored),
         "train_seconds": round(train_seconds, 1),
         "resumed_from": ckpt_path,
     }

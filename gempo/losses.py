@@ -86,7 +86,10 @@ class GeMPOStep:
 
 class GeMPOObjective(nn.Module):
     """Normalize rewards per group, weight them with ``g``, and take the reweighted
-    flow-matching loss (+ ``reg_alpha`` times the divergence from a reference policy)."""
+    flow-matching loss (+ ``reg_alpha`` times the divergence from a reference policy).
+
+    ``loss_times``: path times per sample in the loss (their mean is each sample's loss); more
+    lower the variance that the weights multiply, at proportional compute."""
 
     def __init__(
         self,
@@ -94,10 +97,14 @@ class GeMPOObjective(nn.Module):
         normalization: Normalization = "zscore",
         loss: ReweightedLoss | None = None,
         reg_alpha: float = 0.0,
+        loss_times: int = 1,
     ) -> None:
         super().__init__()
         if reg_alpha < 0:
             raise GempoError(f"reg.alpha must be >= 0, got {reg_alpha}")
+        if loss_times < 1:
+            raise GempoError(f"loss_times must be >= 1, got {loss_times}")
+        self.loss_times = loss_times
         self.weight = weight
         self.normalization = normalization
         self.loss = loss if loss is not None else ReweightedLoss()
@@ -116,7 +123,9 @@ class GeMPOObjective(nn.Module):
         advantages = normalize_rewards(rewards, self.normalization)
         weights = self.weight(advantages)
         use_reference = reference is not None and self.reg_alpha > 0
-        per_sample = policy.per_sample_loss(x, cond, reference if use_reference else None)
+        per_sample = policy.per_sample_loss(
+            x, cond, reference if use_reference else None, num_times=self.loss_times
+        )
         loss = self.loss(per_sample.flow_matching, rearrange(weights, "g n -> (g n)"))
         stats = weight_stats(rewards, weights)
         stats["fm_loss"] = per_sample.flow_matching.mean().item()

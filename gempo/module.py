@@ -2,9 +2,11 @@
 
 Each training batch is a tensor of contexts ``(groups, cond_dim)`` (``cond_dim = 0`` for an
 unconditional policy; see :class:`ContextStream`). For every context the frozen behaviour
-policy draws ``group_size`` samples, the reward scores them, and the trainable policy takes a
-reweighted flow-matching step on them. The behaviour policy is refreshed from the current one
-every ``refresh_every`` steps (1 = on-policy).
+policy draws ``group_size`` samples and the reward scores them: with the weights, that batch
+defines the target measure ``mu* = pi_old * g(A)``. The trainable policy then fits it with
+``updates_per_batch`` reweighted flow-matching steps (fresh path times each step) before the
+next batch is drawn. The behaviour policy is refreshed from the current one every
+``refresh_every`` steps (1 = on-policy).
 """
 
 from __future__ import annotations
@@ -74,7 +76,11 @@ class GeMPOModule(pl.LightningModule):
             ``objective.reg_alpha > 0``.
         ema_decay: keep an exponential moving average of the policy (``None`` for none); the
             average is what :meth:`sampling_policy` returns.
+        updates_per_batch: optimizer steps taken on each sampled and scored batch (sampling is
+            the expensive part; >1 fits each target measure more closely per oracle call).
     """
+
+    BATCH_KEY = "gempo_behaviour_batch"
 
     def __init__(
         self,
@@ -86,8 +92,11 @@ class GeMPOModule(pl.LightningModule):
         refresh_every: int = 1,
         reference: GenerativePolicy | None = None,
         ema_decay: float | None = None,
+        updates_per_batch: int = 1,
     ) -> None:
         super().__init__()
+        if updates_per_batch < 1:
+            raise GempoError(f"updates_per_batch must be >= 1, got {updates_per_batch}")
         if group_size < 1:
             raise GempoError(f"group_size must be >= 1, got {group_size}")
         if refresh_every < 1:
@@ -109,7 +118,11 @@ class GeMPOModule(pl.LightningModule):
         )
         if self.ema is not None:
             freeze(self.ema)
+        self.updates_per_batch = updates_per_batch
         self.register_buffer("optimizer_steps", torch.zeros((), dtype=torch.long))
+        self.register_buffer("samples_scored", torch.zeros((), dtype=torch.long))
+        self.batch: tuple[Tensor, Tensor, Tensor] | None = None
+        """The behaviour batch being fitted: ``cond``, ``x`` and rewards ``(groups, N)``."""
 
     def sampling_policy(self) -> GenerativePolicy:
         """The policy to draw final samples from: the EMA when kept, else the policy."""
@@ -120,14 +133,24 @@ class GeMPOModule(pl.LightningModule):
         with torch.no_grad():
             return self.reward(cond, x).float()
 
+    def behaviour_batch(self, contexts: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The batch to fit this step: drawn and scored anew every ``updates_per_batch`` steps,
+        else the current one."""
+        if self.batch is None or int(self.optimizer_steps) % self.updates_per_batch == 0:
+            cond = repeat(contexts, "g c -> (g n) c", n=self.group_size)
+            x = self.behaviour.sample(cond)
+            rewards = rearrange(self.score(cond, x), "(g n) -> g n", n=self.group_size)
+            self.samples_scored += x.shape[0]
+            self.batch = (cond, x, rewards)
+        return self.batch
+
     def training_step(self, contexts: Tensor, batch_idx: int) -> Tensor:
-        cond = repeat(contexts, "g c -> (g n) c", n=self.group_size)
-        x = self.behaviour.sample(cond)
-        rewards = rearrange(self.score(cond, x), "(g n) -> g n", n=self.group_size)
+        cond, x, rewards = self.behaviour_batch(contexts)
         step = self.objective(self.policy, x, cond, rewards, self.reference)
         self.log("train/loss", step.loss, prog_bar=True)
         self.log_dict({f"train/{k}": v for k, v in step.stats.items()})
         self.log("train/reward", step.stats["reward_mean"], prog_bar=True, logger=False)
+        self.log("train/reward_calls", self.samples_scored.float())
         return step.loss
 
     def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
@@ -139,6 +162,12 @@ class GeMPOModule(pl.LightningModule):
             self.ema.update_parameters(self.policy)
         if int(self.optimizer_steps) % self.refresh_every == 0:
             self.behaviour.load_state_dict(self.policy.state_dict())
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[self.BATCH_KEY] = self.batch
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.batch = checkpoint.get(self.BATCH_KEY)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return self.optimizer_factory(self.policy.parameters())

@@ -14,6 +14,15 @@ from einops import rearrange
 from torch import Tensor
 
 
+def stratified_uniform(batch: int, num_strata: int, device: torch.device | str = "cpu") -> Tensor:
+    """``(num_strata, batch)`` draws from ``U[0, 1)``; row ``k`` lies in ``[k/n, (k + 1)/n)``.
+
+    Several path points per sample drawn this way cover ``[0, 1)`` evenly, which lowers the
+    variance of per-sample losses averaged over them."""
+    offsets = rearrange(torch.arange(num_strata, device=device), "k -> k 1")
+    return (offsets + torch.rand(num_strata, batch, device=device)) / num_strata
+
+
 @dataclass
 class ContinuousPathSample:
     """A point on the linear path. ``x_t``, ``x_0``, ``x_1``, ``velocity``: ``(batch, dim)``;
@@ -58,12 +67,14 @@ class LinearPath:
 @dataclass
 class MaskedPathSample:
     """A point on the masked path. ``x_t``, ``x_1``: ``(batch, length)`` long; ``is_masked``:
-    ``(batch, length)`` bool; ``t``: ``(batch,)``."""
+    ``(batch, length)`` bool; ``num_masked``: ``(batch,)`` long; ``t = 1 - num_masked / length``:
+    ``(batch,)``, the share of revealed tokens (the denoiser's time input)."""
 
     x_t: Tensor
     t: Tensor
     x_1: Tensor
     is_masked: Tensor
+    num_masked: Tensor
 
 
 class MaskedPath:
@@ -75,27 +86,37 @@ class MaskedPath:
     the ``vocab_size`` real tokens only (it never predicts ``[MASK]``) and its prediction is
     SUBS-parameterized: revealed tokens are copied, not predicted.
 
-    The continuous-time negative ELBO of a sequence is
-    ``E_t [ kappa'(t) / (1 - kappa(t)) * sum_{l masked} -log p_theta(x_1^l | x_t) ]`` with
-    ``kappa'(t) / (1 - kappa(t)) = 1 / (1 - t)``.
+    The continuous-time negative ELBO ``E_t [ 1/(1 - t) * sum_{l masked} -log p(x_1^l | x_t) ]``
+    depends on ``t`` only through which tokens are masked, so it equals the any-order form
+    ``E_{k ~ U{1..L}} [ L/k * sum_{l masked} -log p(x_1^l | x_t) ]`` with exactly ``k`` of the
+    ``L`` tokens masked uniformly at random. Training points are drawn that way: the weight
+    ``L/k`` is bounded by ``L`` (the Bernoulli-masked estimator's ``1/(1 - t)`` is not), which
+    matters when per-sample losses are reweighted. The denoiser sees ``t = 1 - k/L``.
     """
 
-    def __init__(self, vocab_size: int, t_max: float = 1.0 - 1e-3) -> None:
+    def __init__(self, vocab_size: int) -> None:
         self.vocab_size = int(vocab_size)
         self.mask_index = self.vocab_size
-        self.t_max = float(t_max)
 
-    def sample(self, x_1: Tensor, t: Tensor | None = None) -> MaskedPathSample:
-        """Mask each token of ``x_1`` ``(batch, length)`` independently with prob ``1 - t``."""
-        if t is None:
-            t = torch.rand(x_1.shape[0], device=x_1.device) * self.t_max
-        is_masked = torch.rand(x_1.shape, device=x_1.device) >= rearrange(t, "b -> b 1")
+    def sample(self, x_1: Tensor, num_masked: Tensor | None = None) -> MaskedPathSample:
+        """Mask exactly ``num_masked`` ``(batch,)`` tokens of each row of ``x_1``
+        ``(batch, length)``, uniformly at random (``num_masked ~ U{1..length}`` when not given)."""
+        batch, length = x_1.shape
+        if num_masked is None:
+            num_masked = torch.randint(1, length + 1, (batch,), device=x_1.device)
+        ranks = torch.rand(x_1.shape, device=x_1.device).argsort(dim=-1).argsort(dim=-1)
+        is_masked = ranks < rearrange(num_masked, "b -> b 1")
         x_t = torch.where(is_masked, torch.full_like(x_1, self.mask_index), x_1)
-        return MaskedPathSample(x_t=x_t, t=t, x_1=x_1, is_masked=is_masked)
+        t = 1.0 - num_masked.float() / length
+        return MaskedPathSample(x_t=x_t, t=t, x_1=x_1, is_masked=is_masked, num_masked=num_masked)
 
-    def elbo_weight(self, t: Tensor) -> Tensor:
-        """``kappa'(t) / (1 - kappa(t)) = 1 / (1 - t)``: ``(batch,)``."""
-        return 1.0 / (1.0 - t)
+    def num_masked_from_uniform(self, u: Tensor, length: int) -> Tensor:
+        """Mask counts in ``1..length`` from uniforms ``u`` in ``[0, 1)`` (same shape, long)."""
+        return (u * length).floor().long().clamp(0, length - 1) + 1
+
+    def elbo_weight(self, sample: MaskedPathSample) -> Tensor:
+        """``L / k``, the any-order ELBO weight of a point with ``k`` masked tokens ``(batch,)``."""
+        return sample.x_1.shape[-1] / sample.num_masked.float()
 
     def log_probs(self, logits: Tensor, x_t: Tensor) -> Tensor:
         """SUBS log-probabilities of the clean token, ``(batch, length, vocab_size)``.
@@ -120,16 +141,16 @@ class MaskedPath:
         log_probs = torch.log_softmax(logits.float(), dim=-1)
         token_nll = -log_probs.gather(-1, sample.x_1.unsqueeze(-1)).squeeze(-1)
         masked_nll = (token_nll * sample.is_masked).sum(dim=-1)
-        return self.elbo_weight(sample.t) * masked_nll
+        return self.elbo_weight(sample) * masked_nll
 
     def per_sample_divergence(
         self, logits: Tensor, reference_logits: Tensor, sample: MaskedPathSample
     ) -> Tensor:
         """ELBO-weighted ``sum_{l masked} KL(p_theta(.|x_t) || p_ref(.|x_t))``: ``(batch,)``.
 
-        Averaged over ``t`` and over samples of ``p_theta`` this is the KL between the two
+        Averaged over the masking and over samples of ``p_theta`` this is the KL between the two
         models' reverse processes (the regularizer toward a pretrained model)."""
         log_p = torch.log_softmax(logits.float(), dim=-1)
         log_q = torch.log_softmax(reference_logits.float(), dim=-1)
         kl = (log_p.exp() * (log_p - log_q)).sum(dim=-1)
-        return self.elbo_weight(sample.t) * (kl * sample.is_masked).sum(dim=-1)
+        return self.elbo_weight(sample) * (kl * sample.is_masked).sum(dim=-1)

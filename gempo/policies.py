@@ -12,9 +12,10 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import torch
+from einops import rearrange, reduce, repeat
 from torch import Tensor, nn
 
-from gempo.paths import LinearPath, MaskedPath
+from gempo.paths import LinearPath, MaskedPath, stratified_uniform
 from gempo.samplers import euler_sample, masked_ancestral_sample, masked_nelbo
 
 
@@ -36,9 +37,35 @@ class GenerativePolicy(nn.Module, ABC):
 
     @abstractmethod
     def per_sample_loss(
-        self, x_1: Tensor, cond: Tensor, reference: GenerativePolicy | None = None
+        self,
+        x_1: Tensor,
+        cond: Tensor,
+        reference: GenerativePolicy | None = None,
+        num_times: int = 1,
     ) -> PolicyLoss:
-        """Flow-matching loss of the samples ``x_1`` at random path times: ``(batch,)``."""
+        """Flow-matching loss of the samples ``x_1``, averaged over ``num_times`` stratified path
+        times per sample: ``(batch,)``. More times cost more compute and lower the variance of
+        each sample's loss, which the reweighting multiplies."""
+
+
+def repeat_for_times(x_1: Tensor, cond: Tensor, num_times: int) -> tuple[Tensor, Tensor]:
+    """``x_1`` ``(batch, ...)`` and ``cond`` ``(batch, cond_dim)`` repeated ``num_times`` times,
+    stratum-major: ``(num_times * batch, ...)``."""
+    if num_times < 1:
+        raise ValueError(f"num_times must be >= 1, got {num_times}")
+    return (
+        repeat(x_1, "b ... -> (k b) ...", k=num_times),
+        repeat(cond, "b c -> (k b) c", k=num_times),
+    )
+
+
+def mean_over_times(loss: PolicyLoss, num_times: int) -> PolicyLoss:
+    """Average the stratum-major per-point losses of :func:`repeat_for_times` per sample."""
+
+    def average(values: Tensor | None) -> Tensor | None:
+        return None if values is None else reduce(values, "(k b) -> b", "mean", k=num_times)
+
+    return PolicyLoss(average(loss.flow_matching), average(loss.divergence))
 
 
 class ContinuousFlowPolicy(GenerativePolicy):
@@ -78,9 +105,15 @@ class ContinuousFlowPolicy(GenerativePolicy):
         return x
 
     def per_sample_loss(
-        self, x_1: Tensor, cond: Tensor, reference: GenerativePolicy | None = None
+        self,
+        x_1: Tensor,
+        cond: Tensor,
+        reference: GenerativePolicy | None = None,
+        num_times: int = 1,
     ) -> PolicyLoss:
-        point = self.path.sample(x_1)
+        x_1, cond = repeat_for_times(x_1, cond, num_times)
+        u = stratified_uniform(x_1.shape[0] // num_times, num_times, x_1.device)
+        point = self.path.sample(x_1, rearrange(u, "k b -> (k b)"))
         velocity = self.velocity_field(point.x_t, point.t, cond)
         loss = PolicyLoss(self.path.per_sample_loss(velocity, point))
         if reference is not None:
@@ -89,7 +122,7 @@ class ContinuousFlowPolicy(GenerativePolicy):
             with torch.no_grad():
                 ref_velocity = reference.velocity_field(point.x_t, point.t, cond)
             loss.divergence = self.path.per_sample_divergence(velocity, ref_velocity)
-        return loss
+        return mean_over_times(loss, num_times)
 
 
 class MaskedDiffusionPolicy(GenerativePolicy):
@@ -127,9 +160,16 @@ class MaskedDiffusionPolicy(GenerativePolicy):
         )
 
     def per_sample_loss(
-        self, x_1: Tensor, cond: Tensor, reference: GenerativePolicy | None = None
+        self,
+        x_1: Tensor,
+        cond: Tensor,
+        reference: GenerativePolicy | None = None,
+        num_times: int = 1,
     ) -> PolicyLoss:
-        point = self.path.sample(x_1)
+        x_1, cond = repeat_for_times(x_1, cond, num_times)
+        u = stratified_uniform(x_1.shape[0] // num_times, num_times, x_1.device)
+        num_masked = self.path.num_masked_from_uniform(rearrange(u, "k b -> (k b)"), self.length)
+        point = self.path.sample(x_1, num_masked)
         logits = self.denoiser(point.x_t, point.t)
         loss = PolicyLoss(self.path.per_sample_loss(logits, point))
         if reference is not None:
@@ -138,7 +178,7 @@ class MaskedDiffusionPolicy(GenerativePolicy):
             with torch.no_grad():
                 ref_logits = reference.denoiser(point.x_t, point.t)
             loss.divergence = self.path.per_sample_divergence(logits, ref_logits, point)
-        return loss
+        return mean_over_times(loss, num_times)
 
     @torch.no_grad()
     def log_likelihood(self, x_1: Tensor, num_times: int = 32) -> Tensor:

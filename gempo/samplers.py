@@ -12,7 +12,7 @@ import torch
 from einops import rearrange
 from torch import Tensor
 
-from gempo.paths import MaskedPath
+from gempo.paths import MaskedPath, stratified_uniform
 
 VelocityField = Callable[[Tensor, Tensor, Tensor], Tensor]
 """``(x_t (batch, dim), t (batch,), cond (batch, cond_dim)) -> velocity (batch, dim)``."""
@@ -77,17 +77,16 @@ def masked_ancestral_sample(
 
 
 def masked_nelbo(denoiser: Denoiser, path: MaskedPath, x_1: Tensor, num_times: int = 32) -> Tensor:
-    """Negative ELBO of each sequence (nats), estimated with ``num_times`` stratified times.
+    """Negative ELBO of each sequence (nats), estimated at ``num_times`` stratified mask counts.
 
     ``x_1``: ``(batch, length)``. Returns ``(batch,)``; ``-masked_nelbo`` lower-bounds the
     sequence log-likelihood and equals it when the model's conditionals come from one joint
     distribution.
     """
-    batch = x_1.shape[0]
+    batch, length = x_1.shape
     total = torch.zeros(batch, device=x_1.device)
-    for k in range(num_times):
-        u = torch.rand(batch, device=x_1.device)
-        t = (k + u) / num_times * path.t_max
-        sample = path.sample(x_1, t)
-        total = total + path.per_sample_loss(denoiser(sample.x_t, t), sample)
+    strata = path.num_masked_from_uniform(stratified_uniform(batch, num_times, x_1.device), length)
+    for num_masked in strata:
+        sample = path.sample(x_1, num_masked)
+        total = total + path.per_sample_loss(denoiser(sample.x_t, sample.t), sample)
     return total / num_times

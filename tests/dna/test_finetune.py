@@ -95,7 +95,7 @@ def test_finetune_raises_reward_and_writes_outputs(tiny: list[str], tmp_path: Pa
         "reward_max",
         "negative_mass_share",
         "diversity",
-        "oracle_calls",
+        "reward_calls",
     ):
         assert f"train/{key}" in logged.columns
     assert (
@@ -114,22 +114,31 @@ def test_finetune_raises_reward_and_writes_outputs(tiny: list[str], tmp_path: Pa
     ).is_file()
 
 
+@pytest.mark.parametrize(("updates_per_batch", "interrupt"), [(1, 2), (2, 3)])
 def test_resume_continues_from_the_same_step_with_the_same_metrics(
-    tiny: list[str], tmp_path: Path
+    tiny: list[str], tmp_path: Path, updates_per_batch: int, interrupt: int
 ) -> None:
-    quick = [*tiny, "checkpoint_every=2", "final.num_samples=4", "final.compare_pretrained=false"]
+    # with 2 updates per batch, the interrupted run stops between the two updates of a batch:
+    # the resumed run must fit the same scored batch (it is in the checkpoint), not a new one
+    quick = [
+        *tiny,
+        "checkpoint_every=2",
+        f"updates_per_batch={updates_per_batch}",
+        "final.num_samples=4",
+        "final.compare_pretrained=false",
+    ]
     run([*quick, "trainer.max_steps=4"])
     straight = metrics_by_step(tmp_path / "logs" / "csv" / "metrics.csv")
     for leftover in ("logs", "checkpoints"):
         subprocess.run(["rm", "-r", str(tmp_path / leftover)], check=True)
 
-    run([*quick, "trainer.max_steps=2"])  # an "interrupted" run: stops after step 2
+    run([*quick, f"trainer.max_steps={interrupt}"])  # an "interrupted" run
     summary = run([*quick, "trainer.max_steps=4", "resume=true"])
     assert summary["resumed_from"] == str(tmp_path / "checkpoints" / "last.ckpt")
     assert summary["optimizer_steps"] == 4
     resumed = metrics_by_step(tmp_path / "logs" / "csv" / "metrics.csv")
     assert sorted(resumed.index) == sorted(straight.index)  # steps 0-3, each logged once
-    columns = ["train/loss", "train/reward_mean", "train/weight_std", "train/diversity"]
+    columns = ["train/loss", "train/reward_mean", "train/weight_std", "train/reward_calls"]
     pd.testing.assert_frame_equal(
         resumed.loc[straight.index, columns], straight[columns], rtol=1e-5
     )

@@ -111,3 +111,53 @@ def test_negative_weight_lowers_and_positive_weight_raises_sequence_likelihood()
     after = policy.log_likelihood(probe, num_times=8).reshape(32, 2).mean(0)
     assert after[0] > before[0] + 1.0, "positive weight raises the log-likelihood"
     assert after[1] < before[1] - 1.0, "negative weight lowers the log-likelihood"
+
+
+def small_masked_policy(trained: bool = True) -> MaskedDiffusionPolicy:
+    denoiser = ConvDenoiser(4, channels=16, dilations=(1, 2), kernel_size=3, time_dim=16)
+    if trained:
+        torch.nn.init.normal_(denoiser.out.weight, std=1.0)  # not the uniform denoiser
+    return MaskedDiffusionPolicy(denoiser, vocab_size=4, length=24, steps=4)
+
+
+def test_uniform_denoiser_has_the_exact_nelbo_at_every_mask_count():
+    # L/k * (k masked tokens x log 4) = L log 4 whatever k is: the any-order estimator has no
+    # variance for the uniform model (the Bernoulli 1/(1 - t) estimator would)
+    policy = small_masked_policy(trained=False)
+    loss = policy.per_sample_loss(torch.randint(0, 4, (50, 24)), torch.zeros(50, 0))
+    torch.testing.assert_close(
+        loss.flow_matching, torch.full((50,), 24 * torch.log(torch.tensor(4.0)).item())
+    )
+
+
+@pytest.mark.parametrize("kind", ["continuous", "masked"])
+def test_loss_times_average_stratified_points_without_bias_and_with_less_variance(kind):
+    torch.manual_seed(0)
+    if kind == "continuous":
+        policy, x, cond = small_continuous_policy(), torch.randn(4, 2), torch.randn(4, 3)
+    else:
+        policy, x, cond = small_masked_policy(), torch.randint(0, 4, (4, 24)), torch.zeros(4, 0)
+    with torch.no_grad():
+        one = torch.stack([policy.per_sample_loss(x, cond).flow_matching for _ in range(800)])
+        eight = torch.stack(
+            [policy.per_sample_loss(x, cond, num_times=8).flow_matching for _ in range(100)]
+        )
+    assert eight.shape == (100, 4)
+    # same expectation per sample (standard errors of both means), rows stay with their samples
+    stderr = (one.var(0) / 800 + eight.var(0) / 100).sqrt()
+    assert torch.all((one.mean(0) - eight.mean(0)).abs() < 4 * stderr)
+    # eight points per sample: about an eighth of the variance (a quarter is a safe margin)
+    assert torch.all(eight.var(0) < one.var(0) / 4)
+
+
+def test_objective_passes_loss_times_and_rejects_bad_values():
+    policy = small_continuous_policy()
+    x, cond = torch.randn(8, 2), torch.randn(8, 3)
+    objective = GeMPOObjective(LinearWeight(), loss_times=3)
+    seen = []
+    original = policy.per_sample_loss
+    policy.per_sample_loss = lambda *a, **k: seen.append(k["num_times"]) or original(*a, **k)
+    objective(policy, x, cond, torch.randn(2, 4))
+    assert seen == [3]
+    with pytest.raises(GempoError, match="loss_times must be >= 1, got 0"):
+        GeMPOObjective(LinearWeight(), loss_times=0)

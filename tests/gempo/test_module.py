@@ -72,6 +72,18 @@ def test_ema_is_what_the_module_samples_from():
     assert not same_parameters(module.ema.module, module.policy)
 
 
+def test_each_scored_batch_is_fitted_updates_per_batch_times():
+    toy = ModesBandit2D()
+    calls = []
+    module = make_module(
+        reward=lambda cond, x: calls.append(x.clone()) or toy(cond, x), updates_per_batch=3
+    )
+    fit(module, 7)  # batches drawn at steps 0, 3 and 6
+    assert len(calls) == 3 and int(module.samples_scored) == 3 * 16
+    assert torch.equal(module.batch[1], calls[-1])
+    assert not torch.equal(calls[0], calls[1])
+
+
 def test_non_finite_reward_is_a_clear_error():
     module = make_module(reward=lambda cond, x: torch.full((x.shape[0],), float("nan")))
     with pytest.raises(GempoError, match="non-finite"):
@@ -84,6 +96,7 @@ def test_non_finite_reward_is_a_clear_error():
         ({"group_size": 0}, "group_size must be >= 1"),
         ({"refresh_every": 0}, "refresh_every must be >= 1"),
         ({"ema_decay": 1.5}, "ema_decay must be in"),
+        ({"updates_per_batch": 0}, "updates_per_batch must be >= 1"),
     ],
 )
 def test_module_rejects_bad_settings(kwargs, message):
