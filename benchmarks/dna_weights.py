@@ -8,8 +8,12 @@ several seeds. Every run is the real command line (``python -m dna.finetune`` /
 ``benchmarks/results/dna_weights.{json,md}`` and ``docs/figures/dna_weights_reward.png``
 (reward of the behaviour samples vs. oracle calls, per scheme)::
 
-    python benchmarks/dna_weights.py                       # 5 schemes x 3 seeds, default budget
-    python benchmarks/dna_weights.py --steps 60 --seeds 0  # a quicker look
+    python benchmarks/dna_weights.py                         # 5 schemes x 3 seeds, default budget
+    python benchmarks/dna_weights.py --batches 20 --seeds 0  # a quicker look
+
+The budget is counted in scored batches (``--batches`` x ``--group-size`` oracle calls per run);
+each batch is fitted with ``updates_per_batch`` optimizer steps as configured in
+``configs/dna_finetune.yaml``.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from omegaconf import OmegaConf
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -64,7 +69,7 @@ def finetune_run(scheme: str, seed: int, budget: argparse.Namespace, out: Path) 
                 "dna.finetune",
                 f"weight={scheme}",
                 f"seed={seed}",
-                f"trainer.max_steps={budget.steps}",
+                f"trainer.max_steps={budget.batches * budget.updates_per_batch}",
                 f"group_size={budget.group_size}",
                 f"final.num_samples={budget.num_samples}",
                 f"model.steps={budget.sampling_steps}",
@@ -94,7 +99,7 @@ def finetune_run(scheme: str, seed: int, budget: argparse.Namespace, out: Path) 
 def baseline_runs(seed: int, budget: argparse.Namespace, out: Path) -> list[dict[str, Any]]:
     """The pretrained model and best-of-N (same oracle calls as one fine-tuning run)."""
     run_dir = out / f"baselines-seed{seed}"
-    calls = budget.steps * budget.group_size
+    calls = budget.batches * budget.group_size
     if not (run_dir / "evaluation.json").is_file():
         run_command(
             [
@@ -190,8 +195,12 @@ def main() -> None:
         "--schemes", nargs="+", default=list(SCHEMES), help="weight configs to compare"
     )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    defaults = OmegaConf.load(REPO / "configs" / "dna_finetune.yaml")
     parser.add_argument(
-        "--steps", type=int, default=200, help="optimizer steps per fine-tuning run"
+        "--batches",
+        type=int,
+        default=int(defaults.trainer.max_steps) // int(defaults.updates_per_batch),
+        help="scored batches per fine-tuning run (default: the dna.finetune default budget)",
     )
     parser.add_argument("--group-size", type=int, default=64, help="sequences scored per step")
     parser.add_argument("--sampling-steps", type=int, default=32, help="denoising steps, all rows")
@@ -202,6 +211,7 @@ def main() -> None:
     parser.add_argument("--name", default="dna_weights", help="stem of the result files")
     parser.add_argument("extra", nargs="*", help="extra dna.finetune overrides, e.g. reg.alpha=0.1")
     budget = parser.parse_args()
+    budget.updates_per_batch = int(defaults.updates_per_batch)
     started = time.time()
     rows: list[dict[str, Any]] = []
     for seed in budget.seeds:
@@ -211,8 +221,9 @@ def main() -> None:
             print(f"{scheme} seed {seed}: eval median {rows[-1]['pred_activity']:.3f}", flush=True)
     table = aggregate(rows)
     header = (
-        f"{budget.steps} steps x {budget.group_size} sequences = "
-        f"{budget.steps * budget.group_size} oracle calls per run; {budget.num_samples} samples "
+        f"{budget.batches} batches x {budget.group_size} sequences = "
+        f"{budget.batches * budget.group_size} oracle calls per run "
+        f"({budget.updates_per_batch} updates per batch); {budget.num_samples} samples "
         f"per row; seeds {budget.seeds}; mean ± std over seeds; extra overrides: "
         f"{budget.extra or 'none'}; {time.time() - started:.0f} s in all."
     )

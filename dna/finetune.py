@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+import pandas as pd
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
@@ -206,6 +207,32 @@ def write_samples(scores: Any, run_dir: Path) -> None:
     write_fasta(run_dir / "samples.fasta", scores["seq"].tolist(), ids)
 
 
+def plot_training_curve(metrics_csv: Path, path: Path, threshold: float | None = None) -> Path:
+    """``reward_curve.png``: the behaviour batches' reward (median, mean, max) and diversity
+    against oracle calls, from the run's ``metrics.csv``; ``threshold`` as a dashed line."""
+    from matplotlib.figure import Figure  # no pyplot: leaves the caller's backend alone
+
+    logged = pd.read_csv(metrics_csv).dropna(subset=["train/reward_mean"])
+    batches = logged.drop_duplicates("train/reward_calls", keep="first")
+    calls = batches["train/reward_calls"]
+    fig = Figure(figsize=(9, 3.6))
+    reward, diversity = fig.subplots(1, 2)
+    for key in ("reward_median", "reward_mean", "reward_max"):
+        reward.plot(calls, batches[f"train/{key}"], label=key.removeprefix("reward_"))
+    if threshold is not None:
+        reward.axhline(threshold, color="k", ls="--", lw=1, label="99.9th pct of the data")
+    reward.set(xlabel="oracle calls", ylabel="reward (fine-tune oracle)", title="behaviour batch")
+    reward.legend(fontsize=8)
+    diversity.plot(calls, batches["train/diversity"], color="tab:green")
+    diversity.set(xlabel="oracle calls", ylabel="mean pairwise Hamming / length", title="diversity")
+    for ax in (reward, diversity):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    return path
+
+
 def threshold_checks(rows: dict[str, dict[str, Any]], world: EvaluationWorld) -> dict[str, Any]:
     """The acceptance checks of the default run: eval-oracle median above the data's 99.9th
     percentile, 3-mer correlation >= 0.5, App-Log-Lik within 15% of the pretrained model's."""
@@ -297,6 +324,9 @@ def finetune(cfg: DictConfig) -> dict[str, Any]:
     }
     summary.update(final_evaluation(cfg, module.cpu(), oracles.to("cpu"), run_dir))
     summary["total_seconds"] = round(time.time() - started, 1)
+    plot_training_curve(
+        run_dir / "logs" / "csv" / "metrics.csv", run_dir / "reward_curve.png", summary["threshold"]
+    )
     write_json(run_dir / "summary.json", summary)
     table = format_markdown(list(summary["rows"].values()))
     with atomic_output(run_dir / "summary.md") as tmp:

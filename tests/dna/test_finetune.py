@@ -57,6 +57,8 @@ def tiny(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
         f"model.length={LENGTH}",
         "model.steps=4",
         "group_size=16",
+        "updates_per_batch=1",  # one update per scored batch (the resume test also tries 2)
+        "loss_times=2",
         "optimizer.lr=0.01",
         "ema_decay=0.5",
         "final.num_samples=64",
@@ -109,9 +111,8 @@ def test_finetune_raises_reward_and_writes_outputs(tiny: list[str], tmp_path: Pa
     )
     assert read_fasta(tmp_path / "samples.fasta") == samples["seq"].tolist()
     assert json.loads((tmp_path / "summary.json").read_text())["optimizer_steps"] == 15
-    assert (tmp_path / "generator.pt").is_file() and (
-        tmp_path / "checkpoints" / "last.ckpt"
-    ).is_file()
+    for name in ("generator.pt", "checkpoints/last.ckpt", "reward_curve.png"):
+        assert (tmp_path / name).is_file(), name
 
 
 @pytest.mark.parametrize(("updates_per_batch", "interrupt"), [(1, 2), (2, 3)])
