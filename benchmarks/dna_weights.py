@@ -22,7 +22,6 @@ import argparse
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -142,12 +141,13 @@ def markdown(table: list[dict[str, Any]], header: str) -> str:
     lines = [
         header,
         "",
-        "| method | oracle calls | " + " | ".join(shown) + " |",
-        "|---|---|" + "---|" * len(shown),
+        "| method | seeds | oracle calls | " + " | ".join(shown) + " |",
+        "|---|---|---|" + "---|" * len(shown),
     ]
     for row in table:
         cells = [f"{row[m]:.3g} ± {row[f'{m}_std']:.2g}" if m in row else "–" for m in shown]
-        lines.append(f"| {row['name']} | {row['oracle_calls']} | " + " | ".join(cells) + " |")
+        first = f"| {row['name']} | {row['seeds']} | {row['oracle_calls']} | "
+        lines.append(first + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -209,23 +209,33 @@ def main() -> None:
         "--out", type=Path, default=REPO / "outputs" / "bench_dna_weights", help="run folders"
     )
     parser.add_argument("--name", default="dna_weights", help="stem of the result files")
+    parser.add_argument(
+        "--report",
+        action="store_true",
+        help="run nothing: tabulate and plot the finished runs already in --out",
+    )
     parser.add_argument("extra", nargs="*", help="extra dna.finetune overrides, e.g. reg.alpha=0.1")
     budget = parser.parse_args()
     budget.updates_per_batch = int(defaults.updates_per_batch)
-    started = time.time()
     rows: list[dict[str, Any]] = []
     for seed in budget.seeds:
-        rows += baseline_runs(seed, budget, budget.out)
+        baselines_done = (budget.out / f"baselines-seed{seed}" / "evaluation.json").is_file()
+        if baselines_done or not budget.report:
+            rows += baseline_runs(seed, budget, budget.out)
         for scheme in budget.schemes:
-            rows.append(finetune_run(scheme, seed, budget, budget.out))
-            print(f"{scheme} seed {seed}: eval median {rows[-1]['pred_activity']:.3f}", flush=True)
+            run_done = (budget.out / f"{scheme}-seed{seed}" / "summary.json").is_file()
+            if run_done or not budget.report:
+                rows.append(finetune_run(scheme, seed, budget, budget.out))
+                print(f"{scheme} seed {seed}: eval median {rows[-1]['pred_activity']:.3f}")
     table = aggregate(rows)
+    run_seconds = [row["seconds"] for row in rows if "seconds" in row]
     header = (
         f"{budget.batches} batches x {budget.group_size} sequences = "
         f"{budget.batches * budget.group_size} oracle calls per run "
         f"({budget.updates_per_batch} updates per batch); {budget.num_samples} samples "
-        f"per row; seeds {budget.seeds}; mean ± std over seeds; extra overrides: "
-        f"{budget.extra or 'none'}; {time.time() - started:.0f} s in all."
+        f"per row; mean ± std over the seeds counted in each row; extra overrides: "
+        f"{budget.extra or 'none'}; {np.mean(run_seconds or [0]):.0f} s per fine-tuning run "
+        f"(mean, final evaluation included)."
     )
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{budget.name}.md").write_text(markdown(table, header))
