@@ -103,7 +103,7 @@ class MaskedPath:
         ``(batch, length)``, uniformly at random (``num_masked ~ U{1..length}`` when not given)."""
         batch, length = x_1.shape
         if num_masked is None:
-            num_masked = torch.randint(1, length + 1, (batch,), device=x_1.device)
+            num_masked = self.num_masked_from_uniform(torch.rand(batch, device=x_1.device), length)
         ranks = torch.rand(x_1.shape, device=x_1.device).argsort(dim=-1).argsort(dim=-1)
         is_masked = ranks < rearrange(num_masked, "b -> b 1")
         x_t = torch.where(is_masked, torch.full_like(x_1, self.mask_index), x_1)
