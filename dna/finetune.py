@@ -7,7 +7,8 @@ them (``cell=`` objective), rewards are normalized within each group and weighte
 ``weight=`` (any of ``configs/weight/``), and the generator takes a reweighted masked-diffusion
 step, optionally regularized toward the pretrained model (``reg.alpha``); an EMA of the weights
 is what is sampled at the end. All of that is :class:`gempo.module.GeMPOModule`; this file adds
-the DNA reward, logging (reward, weights, negative mass, loss, diversity, oracle calls),
+the DNA reward, logging (reward, weights, negative mass, loss, diversity, 3-mer correlation to
+the reference, oracle calls),
 checkpoints with resume, and the final samples + evaluation::
 
     python -m dna.finetune oracle=pred_activity                    # defaults: cell=hepg2
@@ -17,7 +18,7 @@ checkpoints with resume, and the final samples + evaluation::
 
 Outputs in the run folder: ``checkpoints/last.ckpt``, ``logs/csv/metrics.csv``, TensorBoard
 events in ``logs/tensorboard``, ``generator.pt`` (the final EMA generator), ``samples.fasta``,
-``samples.csv`` and ``summary.json`` / ``summary.md``.
+``samples.csv``, ``reward_curve.png`` and ``summary.json`` / ``summary.md``.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from dna.evaluate import (
     score_sequences,
     summarize,
 )
-from dna.metrics import mean_pairwise_hamming
+from dna.metrics import kmer_pearson, mean_pairwise_hamming
 from dna.model import (
     CHECKPOINT_KEY,
     DNAGenerator,
@@ -77,7 +78,9 @@ class DNAGeMPOModule(GeMPOModule):
     """:class:`~gempo.module.GeMPOModule` plus the DNA run's bookkeeping.
 
     - logs ``train/diversity`` (mean pairwise Hamming distance of each behaviour batch, as a
-      fraction of the length); the core logs ``train/reward_calls`` (oracle calls so far);
+      fraction of the length) and, given ``kmer_reference`` tokens ``(num_ref, length)``,
+      ``train/kmer3_corr`` (the batch's 3-mer Pearson correlation to them: the drift away from
+      natural sequence statistics); the core logs ``train/reward_calls`` (oracle calls so far);
     - saves ``checkpoint_path`` every ``checkpoint_every`` steps and at the last step (the core
       has already updated the EMA and refreshed the behaviour policy in ``optimizer_step``),
       with the generator's constructor arguments and the torch RNG state, so a resumed run
@@ -89,6 +92,7 @@ class DNAGeMPOModule(GeMPOModule):
         *args: Any,
         checkpoint_path: Path | None = None,
         checkpoint_every: int = 0,
+        kmer_reference: Tensor | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -96,11 +100,14 @@ class DNAGeMPOModule(GeMPOModule):
             raise GempoError(f"checkpoint_every must be >= 0, got {checkpoint_every}")
         self.checkpoint_path = checkpoint_path
         self.checkpoint_every = checkpoint_every
+        self.kmer_reference = kmer_reference
         self._restored_rng: Tensor | None = None
 
     def score(self, cond: Tensor, x: Tensor) -> Tensor:
         rewards = super().score(cond, x)
         self.log("train/diversity", mean_pairwise_hamming(x))
+        if self.kmer_reference is not None:
+            self.log("train/kmer3_corr", kmer_pearson(x.cpu(), self.kmer_reference, 3))
         return rewards
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
@@ -172,15 +179,22 @@ def load_pretrained(cfg: DictConfig) -> DNAGenerator:
 
 
 def build_module(
-    cfg: DictConfig, generator: DNAGenerator, reward: OracleReward, run_dir: Path
+    cfg: DictConfig,
+    generator: DNAGenerator,
+    reward: OracleReward,
+    run_dir: Path,
+    kmer_reference: Tensor | None = None,
 ) -> DNAGeMPOModule:
-    """The GeMPO LightningModule from config (weight, normalization, loss, reg, schedule)."""
+    """The GeMPO LightningModule from config (weight, normalization, loss, reg, schedule);
+    ``kmer_reference``: tokens ``(num_ref, length)`` the batches' 3-mer correlation is logged
+    against."""
     objective = GeMPOObjective(
         weight=instantiate(cfg.weight),
         normalization=cfg.normalization,
         loss=ReweightedLoss(**OmegaConf.to_container(cfg.loss, resolve=True)),
         reg_alpha=float(cfg.reg.alpha),
         loss_times=int(cfg.loss_times),
+        reward_cap=cfg.reward_cap,
     )
     reference = copy.deepcopy(generator) if cfg.reg.alpha > 0 else None
     return DNAGeMPOModule(
@@ -195,6 +209,7 @@ def build_module(
         updates_per_batch=int(cfg.updates_per_batch),
         checkpoint_path=run_dir / "checkpoints" / "last.ckpt",
         checkpoint_every=int(cfg.checkpoint_every),
+        kmer_reference=kmer_reference,
     )
 
 
@@ -208,8 +223,9 @@ def write_samples(scores: Any, run_dir: Path) -> None:
 
 
 def plot_training_curve(metrics_csv: Path, path: Path, threshold: float | None = None) -> Path:
-    """``reward_curve.png``: the behaviour batches' reward (median, mean, max) and diversity
-    against oracle calls, from the run's ``metrics.csv``; ``threshold`` as a dashed line."""
+    """``reward_curve.png``: the behaviour batches' reward (median, mean, max), diversity and
+    3-mer correlation to the reference against oracle calls, from the run's ``metrics.csv``;
+    ``threshold`` as a dashed line."""
     from matplotlib.figure import Figure  # no pyplot: leaves the caller's backend alone
 
     logged = pd.read_csv(metrics_csv).dropna(subset=["train/reward_mean"])
@@ -223,8 +239,12 @@ def plot_training_curve(metrics_csv: Path, path: Path, threshold: float | None =
         reward.axhline(threshold, color="k", ls="--", lw=1, label="99.9th pct of the data")
     reward.set(xlabel="oracle calls", ylabel="reward (fine-tune oracle)", title="behaviour batch")
     reward.legend(fontsize=8)
-    diversity.plot(calls, batches["train/diversity"], color="tab:green")
-    diversity.set(xlabel="oracle calls", ylabel="mean pairwise Hamming / length", title="diversity")
+    diversity.plot(calls, batches["train/diversity"], color="tab:green", label="pairwise Hamming")
+    if "train/kmer3_corr" in batches:
+        diversity.plot(calls, batches["train/kmer3_corr"], color="tab:purple", label="3-mer corr")
+        diversity.axhline(0.5, color="k", ls="--", lw=1, label="3-mer check (0.5)")
+    diversity.set(xlabel="oracle calls", ylim=(0, 1), title="sequence statistics")
+    diversity.legend(fontsize=8)
     for ax in (reward, diversity):
         ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -255,21 +275,26 @@ def threshold_checks(rows: dict[str, dict[str, Any]], world: EvaluationWorld) ->
     return checks
 
 
+def evaluation_world(cfg: DictConfig, oracles: Any, length: int) -> EvaluationWorld:
+    """The configured data world (reference set, threshold, ground truth) with the oracles and
+    a fresh copy of the pretrained generator, on the CPU."""
+    data, simulated = load_world_data(
+        cfg.data.get("path"), cfg.data.num_sequences, cfg.data.seed, length
+    )
+    cell = OmegaConf.to_container(cfg.cell, resolve=True)
+    return build_world(
+        oracles, load_pretrained(cfg).cpu(), data, simulated, cell, cfg.final.log_lik_times
+    )
+
+
 def final_evaluation(
-    cfg: DictConfig, module: DNAGeMPOModule, oracles: Any, run_dir: Path
+    cfg: DictConfig, module: DNAGeMPOModule, world: EvaluationWorld, run_dir: Path
 ) -> dict[str, Any]:
     """Sample ``final.num_samples`` sequences from the EMA policy, score and write them, and
     compare with the pretrained model; returns the summary."""
     started = time.time()
     policy: DNAGenerator = module.sampling_policy()
     save_generator(policy, run_dir / "generator.pt", meta={"command": command_line()})
-    data, simulated = load_world_data(
-        cfg.data.get("path"), cfg.data.num_sequences, cfg.data.seed, policy.length
-    )
-    cell = OmegaConf.to_container(cfg.cell, resolve=True)
-    world = build_world(
-        oracles, load_pretrained(cfg).cpu(), data, simulated, cell, cfg.final.log_lik_times
-    )
     torch.manual_seed(int(cfg.seed) + 1)
     tokens = policy.sample_tokens(cfg.final.num_samples, cfg.final.batch_size, module.device).cpu()
     scores = score_sequences(world, tokens)
@@ -284,7 +309,7 @@ def final_evaluation(
     return {
         "rows": rows,
         "threshold": world.threshold,
-        "simulated": simulated,
+        "simulated": world.simulated,
         "checks": threshold_checks(rows, world),
         "final_seconds": round(time.time() - started, 1),
     }
@@ -298,8 +323,8 @@ def finetune(cfg: DictConfig) -> dict[str, Any]:
     ckpt_path = resume_checkpoint(cfg.resume, run_dir)
     generator = load_pretrained(cfg)
     oracles = load_oracles(cfg)
-    reward = OracleReward(oracles.finetune, **OmegaConf.to_container(cfg.cell, resolve=True))
-    module = build_module(cfg, generator, reward, run_dir)
+    world = evaluation_world(cfg, oracles, generator.length)
+    module = build_module(cfg, generator, world.reward, run_dir, world.reference)
     trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
     trainer = pl.Trainer(
         **trainer_cfg,
@@ -322,7 +347,8 @@ def finetune(cfg: DictConfig) -> dict[str, Any]:
         "train_seconds": round(train_seconds, 1),
         "resumed_from": ckpt_path,
     }
-    summary.update(final_evaluation(cfg, module.cpu(), oracles.to("cpu"), run_dir))
+    oracles.to("cpu")
+    summary.update(final_evaluation(cfg, module.cpu(), world, run_dir))
     summary["total_seconds"] = round(time.time() - started, 1)
     plot_training_curve(
         run_dir / "logs" / "csv" / "metrics.csv", run_dir / "reward_curve.png", summary["threshold"]

@@ -7,6 +7,7 @@ negative one pushes it away. Negative mass is stabilised here, once, for every p
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -89,7 +90,11 @@ class GeMPOObjective(nn.Module):
     flow-matching loss (+ ``reg_alpha`` times the divergence from a reference policy).
 
     ``loss_times``: path times per sample in the loss (their mean is each sample's loss); more
-    lower the variance that the weights multiply, at proportional compute."""
+    of them lower the variance that the weights multiply, at proportional compute.
+    ``reward_cap``: rewards above it are weighted as if equal to it, so the target measure
+    prefers no sample over another once both reach the cap (``g(min(R, cap))`` is still
+    monotone). It keeps a reward model from being pushed past where it can be trusted;
+    ``None`` (default) keeps the rewards as they are. The logged reward stats stay uncapped."""
 
     def __init__(
         self,
@@ -98,6 +103,7 @@ class GeMPOObjective(nn.Module):
         loss: ReweightedLoss | None = None,
         reg_alpha: float = 0.0,
         loss_times: int = 1,
+        reward_cap: float | None = None,
     ) -> None:
         super().__init__()
         if reg_alpha < 0:
@@ -105,6 +111,13 @@ class GeMPOObjective(nn.Module):
         if loss_times < 1:
             raise GempoError(f"loss_times must be >= 1, got {loss_times}")
         self.loss_times = loss_times
+        if reward_cap is not None and not (
+            isinstance(reward_cap, int | float)
+            and not isinstance(reward_cap, bool)
+            and math.isfinite(reward_cap)
+        ):
+            raise GempoError(f"reward_cap must be a finite number or null, got {reward_cap!r}")
+        self.reward_cap = None if reward_cap is None else float(reward_cap)
         self.weight = weight
         self.normalization = normalization
         self.loss = loss if loss is not None else ReweightedLoss()
@@ -120,7 +133,8 @@ class GeMPOObjective(nn.Module):
     ) -> GeMPOStep:
         """``x``: behaviour samples ``(groups * group_size, ...)`` ordered group by group;
         ``cond``: ``(groups * group_size, cond_dim)``; ``rewards``: ``(groups, group_size)``."""
-        advantages = normalize_rewards(rewards, self.normalization)
+        capped = rewards if self.reward_cap is None else rewards.clamp(max=self.reward_cap)
+        advantages = normalize_rewards(capped, self.normalization)
         weights = self.weight(advantages)
         use_reference = reference is not None and self.reg_alpha > 0
         per_sample = policy.per_sample_loss(

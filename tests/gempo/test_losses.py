@@ -5,7 +5,7 @@ from gempo.errors import GempoError
 from gempo.losses import GeMPOObjective, ReweightedLoss
 from gempo.nets import ConvDenoiser, MLPVelocityField
 from gempo.policies import ContinuousFlowPolicy, MaskedDiffusionPolicy
-from gempo.weights import LinearWeight
+from gempo.weights import LinearWeight, RankWeight
 
 
 def small_continuous_policy() -> ContinuousFlowPolicy:
@@ -161,3 +161,21 @@ def test_objective_passes_loss_times_and_rejects_bad_values():
     assert seen == [3]
     with pytest.raises(GempoError, match="loss_times must be >= 1, got 0"):
         GeMPOObjective(LinearWeight(), loss_times=0)
+    with pytest.raises(GempoError, match="reward_cap must be a finite number or null, got 'high'"):
+        GeMPOObjective(LinearWeight(), reward_cap="high")
+
+
+def test_reward_cap_weights_every_reward_above_it_as_equal():
+    policy = small_continuous_policy()
+    x, cond = torch.randn(8, 2), torch.randn(8, 3)
+    rewards = torch.tensor([[0.0, 1.0, 2.0, 3.0, 5.0, 9.0, 20.0, 100.0]])
+    plain = GeMPOObjective(RankWeight())(policy, x, cond, rewards)
+    capped = GeMPOObjective(RankWeight(), reward_cap=5.0)(policy, x, cond, rewards)
+    top = capped.weights[0, 4:]
+    assert torch.all(top == top[0]) and top[0] > capped.weights[0, 3]
+    assert len(set(plain.weights[0, 4:].tolist())) == 4, "without a cap the top ranks differ"
+    assert capped.stats["reward_max"] == 100.0, "logged rewards are the uncapped ones"
+    loose = GeMPOObjective(RankWeight(), reward_cap=1e3)(policy, x, cond, rewards)
+    assert torch.equal(loose.weights, plain.weights), "a cap above every reward is a no-op"
+    saturated = GeMPOObjective(RankWeight(), reward_cap=-1.0)(policy, x, cond, rewards)
+    assert torch.all(saturated.weights == 0) and saturated.loss.item() == 0.0
