@@ -323,7 +323,8 @@ def finetune(cfg: DictConfig) -> dict[str, Any]:
     ckpt_path = resume_checkpoint(cfg.resume, run_dir)
     generator = load_pretrained(cfg)
     oracles = load_oracles(cfg)
-    world = evaluation_world(cfg, oracles, generator.length)
+    with torch.random.fork_rng(devices=[]):  # building it leaves the training RNG stream alone
+        world = evaluation_world(cfg, oracles, generator.length)
     module = build_module(cfg, generator, world.reward, run_dir, world.reference)
     trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
     trainer = pl.Trainer(
