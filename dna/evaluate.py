@@ -171,7 +171,7 @@ def summarize(
         "atac_acc": metrics.share_percent(scores["atac_prob"] >= 0.5)
         if "atac_prob" in scores
         else float("nan"),
-        "kmer3_corr": metrics.kmer_pearson(tokens, world.reference, 3),
+        "kmer3_corr": metrics.count_pearson(metrics.kmer_counts(tokens, 3), world.reference_kmers),
         "motif_corr": metrics.rank_correlation(
             metrics.motif_totals(tokens, world.motifs), world.reference_motifs
         ),

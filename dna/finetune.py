@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
 import torch
@@ -46,7 +47,7 @@ from dna.evaluate import (
     score_sequences,
     summarize,
 )
-from dna.metrics import kmer_pearson, mean_pairwise_hamming
+from dna.metrics import count_pearson, kmer_counts, mean_pairwise_hamming
 from dna.model import (
     CHECKPOINT_KEY,
     DNAGenerator,
@@ -78,9 +79,10 @@ class DNAGeMPOModule(GeMPOModule):
     """:class:`~gempo.module.GeMPOModule` plus the DNA run's bookkeeping.
 
     - logs ``train/diversity`` (mean pairwise Hamming distance of each behaviour batch, as a
-      fraction of the length) and, given ``kmer_reference`` tokens ``(num_ref, length)``,
-      ``train/kmer3_corr`` (the batch's 3-mer Pearson correlation to them: the drift away from
-      natural sequence statistics); the core logs ``train/reward_calls`` (oracle calls so far);
+      fraction of the length) and, given ``reference_kmers`` (the reference set's 3-mer counts
+      ``(64,)``), ``train/kmer3_corr`` (the batch's 3-mer Pearson correlation to them: the drift
+      away from natural sequence statistics); the core logs ``train/reward_calls`` (oracle
+      calls so far);
     - saves ``checkpoint_path`` every ``checkpoint_every`` steps and at the last step (the core
       has already updated the EMA and refreshed the behaviour policy in ``optimizer_step``),
       with the generator's constructor arguments and the torch RNG state, so a resumed run
@@ -92,7 +94,7 @@ class DNAGeMPOModule(GeMPOModule):
         *args: Any,
         checkpoint_path: Path | None = None,
         checkpoint_every: int = 0,
-        kmer_reference: Tensor | None = None,
+        reference_kmers: np.ndarray | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -100,14 +102,14 @@ class DNAGeMPOModule(GeMPOModule):
             raise GempoError(f"checkpoint_every must be >= 0, got {checkpoint_every}")
         self.checkpoint_path = checkpoint_path
         self.checkpoint_every = checkpoint_every
-        self.kmer_reference = kmer_reference
+        self.reference_kmers = reference_kmers
         self._restored_rng: Tensor | None = None
 
     def score(self, cond: Tensor, x: Tensor) -> Tensor:
         rewards = super().score(cond, x)
         self.log("train/diversity", mean_pairwise_hamming(x))
-        if self.kmer_reference is not None:
-            self.log("train/kmer3_corr", kmer_pearson(x.cpu(), self.kmer_reference, 3))
+        if self.reference_kmers is not None:
+            self.log("train/kmer3_corr", count_pearson(kmer_counts(x, 3), self.reference_kmers))
         return rewards
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
@@ -183,10 +185,10 @@ def build_module(
     generator: DNAGenerator,
     reward: OracleReward,
     run_dir: Path,
-    kmer_reference: Tensor | None = None,
+    reference_kmers: np.ndarray | None = None,
 ) -> DNAGeMPOModule:
     """The GeMPO LightningModule from config (weight, normalization, loss, reg, schedule);
-    ``kmer_reference``: tokens ``(num_ref, length)`` the batches' 3-mer correlation is logged
+    ``reference_kmers``: the 3-mer counts ``(64,)`` the batches' 3-mer correlation is logged
     against."""
     objective = GeMPOObjective(
         weight=instantiate(cfg.weight),
@@ -209,7 +211,7 @@ def build_module(
         updates_per_batch=int(cfg.updates_per_batch),
         checkpoint_path=run_dir / "checkpoints" / "last.ckpt",
         checkpoint_every=int(cfg.checkpoint_every),
-        kmer_reference=kmer_reference,
+        reference_kmers=reference_kmers,
     )
 
 
@@ -325,7 +327,7 @@ def finetune(cfg: DictConfig) -> dict[str, Any]:
     oracles = load_oracles(cfg)
     with torch.random.fork_rng(devices=[]):  # building it leaves the training RNG stream alone
         world = evaluation_world(cfg, oracles, generator.length)
-    module = build_module(cfg, generator, world.reward, run_dir, world.reference)
+    module = build_module(cfg, generator, world.reward, run_dir, world.reference_kmers)
     trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
     trainer = pl.Trainer(
         **trainer_cfg,

@@ -44,8 +44,14 @@ def kmer_counts(tokens: Tensor, k: int = 3) -> np.ndarray:
 def kmer_pearson(generated: Tensor, reference: Tensor, k: int = 3) -> float:
     """Pearson correlation between the k-mer frequency vectors of two sequence sets (the
     benchmark's 3-mer correlation with ``k = 3``); nan when either vector is constant."""
-    a = kmer_counts(generated, k).astype(np.float64)
-    b = kmer_counts(reference, k).astype(np.float64)
+    return count_pearson(kmer_counts(generated, k), kmer_counts(reference, k))
+
+
+def count_pearson(counts: np.ndarray, reference_counts: np.ndarray) -> float:
+    """Pearson correlation between two count vectors ``(num_kmers,)`` as frequencies (what
+    :func:`kmer_pearson` computes, for a reference whose counts are already known); nan when
+    either vector is constant."""
+    a, b = counts.astype(np.float64), reference_counts.astype(np.float64)
     if a.std() == 0 or b.std() == 0:
         return float("nan")
     return float(np.corrcoef(a / a.sum(), b / b.sum())[0, 1])
