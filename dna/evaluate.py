@@ -44,6 +44,7 @@ from dna.pretrain import check_group_choices, run_directory, write_json
 from dna.rewards import OracleReward
 from dna.sequences import SEQ_LEN, atomic_output, decode, encode, read_fasta
 from gempo.errors import GempoError, exit_on_user_error
+from gempo.nets import module_device
 
 log = logging.getLogger(__name__)
 
@@ -141,8 +142,10 @@ def score_sequences(world: EvaluationWorld, tokens: Tensor) -> pd.DataFrame:
             frame[f"{prefix}_{cell}"] = activity[:, k].numpy()
         frame[f"reward_{prefix}"] = reward.from_activities(activity).numpy()
     if world.atac is not None:
+        device = module_device(world.atac)
         probs = [
-            world.atac.predict_proba(tokens[i : i + 1024]) for i in range(0, len(tokens), 1024)
+            world.atac.predict_proba(tokens[i : i + 1024].to(device)).cpu()
+            for i in range(0, len(tokens), 1024)
         ]
         frame["atac_prob"] = torch.cat(probs).float().numpy()
     frame["log_lik"] = world.pretrained.log_likelihood_batched(

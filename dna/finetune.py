@@ -65,14 +65,15 @@ from dna.pretrain import (
     write_json,
 )
 from dna.rewards import OracleReward
-from dna.sequences import atomic_output, write_fasta
+from dna.sequences import atomic_output, encode, write_fasta
 from gempo.errors import GempoError, exit_on_user_error
 from gempo.losses import GeMPOObjective, ReweightedLoss
-from gempo.module import ContextStream, GeMPOModule
+from gempo.module import ContextStream, DataReplay, GeMPOModule
 
 log = logging.getLogger(__name__)
 
 RNG_KEY = "dna_rng_state"
+CUDA_RNG_KEY = "dna_cuda_rng_state"
 
 
 class DNAGeMPOModule(GeMPOModule):
@@ -104,6 +105,7 @@ class DNAGeMPOModule(GeMPOModule):
         self.checkpoint_every = checkpoint_every
         self.reference_kmers = reference_kmers
         self._restored_rng: Tensor | None = None
+        self._restored_cuda_rng: list[Tensor] | None = None
 
     def score(self, cond: Tensor, x: Tensor) -> Tensor:
         rewards = super().score(cond, x)
@@ -123,15 +125,21 @@ class DNAGeMPOModule(GeMPOModule):
         super().on_save_checkpoint(checkpoint)
         checkpoint[CHECKPOINT_KEY] = dict(self.policy.init_kwargs)
         checkpoint[RNG_KEY] = torch.get_rng_state()
+        if torch.cuda.is_initialized():  # behaviour samples on a GPU draw from its generator
+            checkpoint[CUDA_RNG_KEY] = torch.cuda.get_rng_state_all()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_load_checkpoint(checkpoint)
         self._restored_rng = checkpoint.get(RNG_KEY)
+        self._restored_cuda_rng = checkpoint.get(CUDA_RNG_KEY)
 
     def on_train_start(self) -> None:
         if self._restored_rng is not None:
             torch.set_rng_state(self._restored_rng.cpu())
             self._restored_rng = None
+        if self._restored_cuda_rng is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all([state.cpu() for state in self._restored_cuda_rng])
+            self._restored_cuda_rng = None
 
 
 def validate_finetune_config(cfg: DictConfig) -> None:
@@ -186,10 +194,11 @@ def build_module(
     reward: OracleReward,
     run_dir: Path,
     reference_kmers: np.ndarray | None = None,
+    data: pd.DataFrame | None = None,
 ) -> DNAGeMPOModule:
     """The GeMPO LightningModule from config (weight, normalization, loss, reg, schedule);
     ``reference_kmers``: the 3-mer counts ``(64,)`` the batches' 3-mer correlation is logged
-    against."""
+    against; ``data``: the world's sequences (column ``seq``), replayed when ``reg.data > 0``."""
     objective = GeMPOObjective(
         weight=instantiate(cfg.weight),
         normalization=cfg.normalization,
@@ -197,8 +206,14 @@ def build_module(
         reg_alpha=float(cfg.reg.alpha),
         loss_times=int(cfg.loss_times),
         reward_cap=cfg.reward_cap,
+        data_alpha=float(cfg.reg.data),
     )
     reference = copy.deepcopy(generator) if cfg.reg.alpha > 0 else None
+    replay = None
+    if cfg.reg.data > 0:
+        if data is None:
+            raise GempoError("reg.data > 0 needs the data world's sequences to replay")
+        replay = DataReplay(encode(data["seq"].tolist()), batch_size=int(cfg.reg.data_batch))
     return DNAGeMPOModule(
         policy=generator,
         reward=reward,
@@ -212,6 +227,7 @@ def build_module(
         checkpoint_path=run_dir / "checkpoints" / "last.ckpt",
         checkpoint_every=int(cfg.checkpoint_every),
         reference_kmers=reference_kmers,
+        data=replay,
     )
 
 
@@ -277,23 +293,27 @@ def threshold_checks(rows: dict[str, dict[str, Any]], world: EvaluationWorld) ->
     return checks
 
 
-def evaluation_world(cfg: DictConfig, oracles: Any, length: int) -> EvaluationWorld:
+def evaluation_world(
+    cfg: DictConfig, oracles: Any, length: int
+) -> tuple[EvaluationWorld, pd.DataFrame]:
     """The configured data world (reference set, threshold, ground truth) with the oracles and
-    a fresh copy of the pretrained generator, on the CPU."""
+    a fresh copy of the pretrained generator, on the CPU; and the world's data table."""
     data, simulated = load_world_data(
         cfg.data.get("path"), cfg.data.num_sequences, cfg.data.seed, length
     )
     cell = OmegaConf.to_container(cfg.cell, resolve=True)
-    return build_world(
+    world = build_world(
         oracles, load_pretrained(cfg).cpu(), data, simulated, cell, cfg.final.log_lik_times
     )
+    return world, data
 
 
 def final_evaluation(
     cfg: DictConfig, module: DNAGeMPOModule, world: EvaluationWorld, run_dir: Path
 ) -> dict[str, Any]:
     """Sample ``final.num_samples`` sequences from the EMA policy, score and write them, and
-    compare with the pretrained model; returns the summary."""
+    compare with the pretrained model; returns the summary. Sampling and scoring run on the
+    module's device (move the module, the oracles and ``world.pretrained`` there first)."""
     started = time.time()
     policy: DNAGenerator = module.sampling_policy()
     save_generator(policy, run_dir / "generator.pt", meta={"command": command_line()})
@@ -304,7 +324,9 @@ def final_evaluation(
     rows = {"finetuned": summarize(world, tokens, scores, "GeMPO")}
     if cfg.final.compare_pretrained:
         torch.manual_seed(int(cfg.seed) + 1)
-        base_tokens = world.pretrained.sample_tokens(cfg.final.num_samples, cfg.final.batch_size)
+        base_tokens = world.pretrained.sample_tokens(
+            cfg.final.num_samples, cfg.final.batch_size, module.device
+        ).cpu()
         rows["pretrained"] = summarize(
             world, base_tokens, score_sequences(world, base_tokens), "pretrained"
         )
@@ -326,8 +348,8 @@ def finetune(cfg: DictConfig) -> dict[str, Any]:
     generator = load_pretrained(cfg)
     oracles = load_oracles(cfg)
     with torch.random.fork_rng(devices=[]):  # building it leaves the training RNG stream alone
-        world = evaluation_world(cfg, oracles, generator.length)
-    module = build_module(cfg, generator, world.reward, run_dir, world.reference_kmers)
+        world, data = evaluation_world(cfg, oracles, generator.length)
+    module = build_module(cfg, generator, world.reward, run_dir, world.reference_kmers, data)
     trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
     trainer = pl.Trainer(
         **trainer_cfg,
@@ -345,13 +367,16 @@ def finetune(cfg: DictConfig) -> dict[str, Any]:
         "command": command_line(),
         "weight": repr(module.objective.weight),
         "reg_alpha": float(cfg.reg.alpha),
+        "reg_data": float(cfg.reg.data),
         "optimizer_steps": trainer.global_step,
         "oracle_calls": int(module.samples_scored),
         "train_seconds": round(train_seconds, 1),
         "resumed_from": ckpt_path,
     }
-    oracles.to("cpu")
-    summary.update(final_evaluation(cfg, module.cpu(), world, run_dir))
+    device = trainer.strategy.root_device  # the end of fit moved the module to the CPU
+    oracles.to(device)
+    world.pretrained.to(device)
+    summary.update(final_evaluation(cfg, module.to(device), world, run_dir))
     summary["total_seconds"] = round(time.time() - started, 1)
     plot_training_curve(
         run_dir / "logs" / "csv" / "metrics.csv", run_dir / "reward_curve.png", summary["threshold"]

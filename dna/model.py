@@ -1,7 +1,7 @@
 """The enhancer generator: gempo's masked discrete diffusion policy over 200 bp, with the dilated
 residual 1-D conv denoiser (:class:`gempo.nets.ConvDenoiser`), and its checkpoints.
 
-Two sizes ship as ``configs/model/``: ``small`` (CPU default, ~0.2M parameters, 64 sampling steps)
+Two sizes ship as ``configs/model/``: ``small`` (CPU default, ~0.2M parameters, 32 sampling steps)
 and ``drakes`` (~3.2M parameters, 128 sampling steps, the size of the benchmark of record's
 backbone; for a GPU). A generator file stores the constructor arguments with the weights, so
 :func:`load_generator` rebuilds it without a config. It reads three kinds of file:
@@ -24,7 +24,7 @@ from torch import Tensor
 
 from dna.sequences import SEQ_LEN, VOCAB_SIZE, atomic_output, find_checkpoint, read_checkpoint
 from gempo.errors import GempoError
-from gempo.nets import ConvDenoiser
+from gempo.nets import ConvDenoiser, module_device
 from gempo.policies import MaskedDiffusionPolicy
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -119,9 +119,11 @@ class DNAGenerator(MaskedDiffusionPolicy):
     def log_likelihood_batched(
         self, tokens: Tensor, num_times: int = 32, batch_size: int = 128
     ) -> Tensor:
-        """ELBO estimate of ``log p(x)`` per sequence (nats), ``(num,)``, in batches."""
+        """ELBO estimate of ``log p(x)`` per sequence (nats), ``(num,)``, in batches, computed
+        on the model's device and returned on the tokens' device."""
+        device = module_device(self)
         parts = [
-            self.log_likelihood(tokens[i : i + batch_size], num_times)
+            self.log_likelihood(tokens[i : i + batch_size].to(device), num_times).to(tokens.device)
             for i in range(0, len(tokens), batch_size)
         ]
         return torch.cat(parts) if parts else torch.zeros(0)

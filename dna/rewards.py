@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from dna.data import ACTIVITY_COLUMNS
 from gempo.errors import GempoError
+from gempo.nets import module_device
 
 
 class OracleReward(nn.Module):
@@ -48,12 +49,14 @@ class OracleReward(nn.Module):
 
     @torch.no_grad()
     def activities(self, tokens: Tensor) -> Tensor:
-        """The oracle's predictions ``(batch, 3)`` for tokens ``(batch, length)``."""
+        """The oracle's predictions ``(batch, 3)`` for tokens ``(batch, length)``, computed on
+        the oracle's device and returned on the tokens' device."""
+        device = module_device(self.oracle)
         parts = [
-            self.oracle(tokens[i : i + self.batch_size])
+            self.oracle(tokens[i : i + self.batch_size].to(device)).float().to(tokens.device)
             for i in range(0, len(tokens), self.batch_size)
         ]
-        return torch.cat(parts).float() if parts else torch.zeros(0, len(ACTIVITY_COLUMNS))
+        return torch.cat(parts) if parts else torch.zeros(0, len(ACTIVITY_COLUMNS))
 
     def from_activities(self, activities: Tensor) -> Tensor:
         """Rewards ``(batch,)`` from activities ``(batch, 3)`` (also for ground truth)."""

@@ -3,7 +3,7 @@ flow/diffusion policies, on continuous (actions) and discrete (masked diffusion)
 
 from gempo.errors import GempoError
 from gempo.losses import GeMPOObjective, GeMPOStep, ReweightedLoss
-from gempo.module import ContextStream, GeMPOModule
+from gempo.module import ContextStream, DataReplay, GeMPOModule
 from gempo.paths import LinearPath, MaskedPath
 from gempo.policies import ContinuousFlowPolicy, GenerativePolicy, MaskedDiffusionPolicy, PolicyLoss
 from gempo.samplers import euler_sample, masked_ancestral_sample, masked_nelbo
@@ -13,6 +13,7 @@ __all__ = [
     "WEIGHT_FUNCTIONS",
     "ContextStream",
     "ContinuousFlowPolicy",
+    "DataReplay",
     "GeMPOModule",
     "GeMPOObjective",
     "GeMPOStep",

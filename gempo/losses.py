@@ -87,14 +87,19 @@ class GeMPOStep:
 
 class GeMPOObjective(nn.Module):
     """Normalize rewards per group, weight them with ``g``, and take the reweighted
-    flow-matching loss (+ ``reg_alpha`` times the divergence from a reference policy).
+    flow-matching loss (+ ``reg_alpha`` times the divergence from a reference policy,
+    + ``data_alpha`` times the plain flow-matching loss of replayed data samples).
 
     ``loss_times``: path times per sample in the loss (their mean is each sample's loss); more
     of them lower the variance that the weights multiply, at proportional compute.
     ``reward_cap``: rewards above it are weighted as if equal to it, so the target measure
     prefers no sample over another once both reach the cap (``g(min(R, cap))`` is still
     monotone). It keeps a reward model from being pushed past where it can be trusted;
-    ``None`` (default) keeps the rewards as they are. The logged reward stats stay uncapped."""
+    ``None`` (default) keeps the rewards as they are. The logged reward stats stay uncapped.
+    ``data_alpha``: weight of the data anchor, the unweighted loss on samples of the data the
+    policy was pretrained on (passed to :meth:`forward` as ``data``). It makes the target
+    ``mu* + data_alpha * p_data``: the behaviour samples' own errors (which training on them
+    would compound) are pulled back toward the data at every step."""
 
     def __init__(
         self,
@@ -104,10 +109,14 @@ class GeMPOObjective(nn.Module):
         reg_alpha: float = 0.0,
         loss_times: int = 1,
         reward_cap: float | None = None,
+        data_alpha: float = 0.0,
     ) -> None:
         super().__init__()
         if reg_alpha < 0:
             raise GempoError(f"reg.alpha must be >= 0, got {reg_alpha}")
+        if data_alpha < 0:
+            raise GempoError(f"reg.data must be >= 0, got {data_alpha}")
+        self.data_alpha = data_alpha
         if loss_times < 1:
             raise GempoError(f"loss_times must be >= 1, got {loss_times}")
         self.loss_times = loss_times
@@ -130,9 +139,11 @@ class GeMPOObjective(nn.Module):
         cond: Tensor,
         rewards: Tensor,
         reference: GenerativePolicy | None = None,
+        data: tuple[Tensor, Tensor] | None = None,
     ) -> GeMPOStep:
         """``x``: behaviour samples ``(groups * group_size, ...)`` ordered group by group;
-        ``cond``: ``(groups * group_size, cond_dim)``; ``rewards``: ``(groups, group_size)``."""
+        ``cond``: ``(groups * group_size, cond_dim)``; ``rewards``: ``(groups, group_size)``;
+        ``data``: replayed ``(cond (batch, cond_dim), x (batch, ...))`` for the data anchor."""
         capped = rewards if self.reward_cap is None else rewards.clamp(max=self.reward_cap)
         advantages = normalize_rewards(capped, self.normalization)
         weights = self.weight(advantages)
@@ -147,6 +158,13 @@ class GeMPOObjective(nn.Module):
             divergence = per_sample.divergence.mean()
             loss = loss + self.reg_alpha * divergence
             stats["divergence"] = divergence.item()
+        if data is not None and self.data_alpha > 0:
+            data_cond, data_x = data
+            data_loss = policy.per_sample_loss(
+                data_x, data_cond, num_times=self.loss_times
+            ).flow_matching.mean()
+            loss = loss + self.data_alpha * data_loss
+            stats["data_loss"] = data_loss.item()
         return GeMPOStep(loss=loss, advantages=advantages, weights=weights, stats=stats)
 
 

@@ -61,6 +61,29 @@ class ContextStream(IterableDataset):
                 yield self.sampler(self.groups)
 
 
+class DataReplay:
+    """Uniform minibatches of fixed samples, e.g. the data a policy was pretrained on, for the
+    objective's data anchor. ``x``: ``(num, ...)``; ``cond``: ``(num, cond_dim)`` (``None``: an
+    unconditional policy, ``cond_dim = 0``). Draws use the global torch RNG, so a resumed run
+    replays the same batches."""
+
+    def __init__(self, x: Tensor, cond: Tensor | None = None, batch_size: int = 64) -> None:
+        if x.shape[0] < 1:
+            raise GempoError("the data to replay is empty")
+        if batch_size < 1:
+            raise GempoError(f"reg.data_batch must be >= 1, got {batch_size}")
+        if cond is not None and cond.shape[0] != x.shape[0]:
+            raise GempoError(f"data replay: {cond.shape[0]} conditions for {x.shape[0]} samples")
+        self.x = x
+        self.cond = cond if cond is not None else torch.zeros(x.shape[0], 0)
+        self.batch_size = batch_size
+
+    def draw(self, device: torch.device) -> tuple[Tensor, Tensor]:
+        """``(cond (batch_size, cond_dim), x (batch_size, ...))`` on ``device``."""
+        index = torch.randint(self.x.shape[0], (self.batch_size,))
+        return self.cond[index].to(device), self.x[index].to(device)
+
+
 class GeMPOModule(pl.LightningModule):
     """Online GeMPO fine-tuning of a :class:`GenerativePolicy` against a reward.
 
@@ -78,6 +101,8 @@ class GeMPOModule(pl.LightningModule):
             average is what :meth:`sampling_policy` returns.
         updates_per_batch: optimizer steps taken on each sampled and scored batch (sampling is
             the expensive part; >1 fits each target measure more closely per oracle call).
+        data: replayed data samples for the objective's data anchor (used when
+            ``objective.data_alpha > 0``).
     """
 
     BATCH_KEY = "gempo_behaviour_batch"
@@ -93,6 +118,7 @@ class GeMPOModule(pl.LightningModule):
         reference: GenerativePolicy | None = None,
         ema_decay: float | None = None,
         updates_per_batch: int = 1,
+        data: DataReplay | None = None,
     ) -> None:
         super().__init__()
         if updates_per_batch < 1:
@@ -119,6 +145,7 @@ class GeMPOModule(pl.LightningModule):
         if self.ema is not None:
             freeze(self.ema)
         self.updates_per_batch = updates_per_batch
+        self.data = data
         self.register_buffer("optimizer_steps", torch.zeros((), dtype=torch.long))
         self.register_buffer("samples_scored", torch.zeros((), dtype=torch.long))
         self.batch: tuple[Tensor, Tensor, Tensor] | None = None
@@ -146,7 +173,12 @@ class GeMPOModule(pl.LightningModule):
 
     def training_step(self, contexts: Tensor, batch_idx: int) -> Tensor:
         cond, x, rewards = self.behaviour_batch(contexts)
-        step = self.objective(self.policy, x, cond, rewards, self.reference)
+        data = (
+            self.data.draw(x.device)
+            if self.data is not None and self.objective.data_alpha > 0
+            else None
+        )
+        step = self.objective(self.policy, x, cond, rewards, self.reference, data)
         self.log("train/loss", step.loss, prog_bar=True)
         self.log_dict({f"train/{k}": v for k, v in step.stats.items()})
         self.log("train/reward", step.stats["reward_mean"], prog_bar=True, logger=False)

@@ -12,6 +12,15 @@ from einops import rearrange
 from torch import Tensor, nn
 
 
+def module_device(module: nn.Module) -> torch.device:
+    """The device of ``module``'s first parameter or buffer (the CPU for an empty module)."""
+    for tensor in module.parameters():
+        return tensor.device
+    for tensor in module.buffers():
+        return tensor.device
+    return torch.device("cpu")
+
+
 class SinusoidalTimeEmbedding(nn.Module):
     """``t`` ``(batch,)`` in ``[0, 1]`` -> ``(batch, dim)`` sin/cos features, then an MLP."""
 

@@ -115,9 +115,25 @@ def test_finetune_raises_reward_and_writes_outputs(tiny: list[str], tmp_path: Pa
         assert (tmp_path / name).is_file(), name
 
 
-@pytest.mark.parametrize(("updates_per_batch", "interrupt"), [(1, 2), (2, 3)])
+def test_data_anchor_holds_the_generator_near_the_data(tiny: list[str], tmp_path: Path) -> None:
+    quick = [*tiny, "trainer.max_steps=15", "final.compare_pretrained=false"]
+    anchored = run([*quick, "reg.data=5.0", "reg.data_batch=32"])
+    logged = metrics_by_step(tmp_path / "logs" / "csv" / "metrics.csv")
+    assert logged["train/data_loss"].notna().all()
+    free = run(quick)
+    # the data are uniform random sequences (G share 0.25); the reward is the G share
+    assert anchored["rows"]["finetuned"]["pred_activity"] < 0.3
+    assert free["rows"]["finetuned"]["pred_activity"] > 0.35
+    with pytest.raises(GempoError, match="reg.data must be >= 0"):
+        run([*quick, "reg.data=-1"])
+
+
+@pytest.mark.parametrize(
+    ("updates_per_batch", "interrupt", "anchor"),
+    [(1, 2, "reg.data=0.0"), (2, 3, "reg.data=0.0"), (2, 3, "reg.data=0.5")],
+)
 def test_resume_continues_from_the_same_step_with_the_same_metrics(
-    tiny: list[str], tmp_path: Path, updates_per_batch: int, interrupt: int
+    tiny: list[str], tmp_path: Path, updates_per_batch: int, interrupt: int, anchor: str
 ) -> None:
     # with 2 updates per batch, the interrupted run stops between the two updates of a batch:
     # the resumed run must fit the same scored batch (it is in the checkpoint), not a new one
@@ -125,6 +141,7 @@ def test_resume_continues_from_the_same_step_with_the_same_metrics(
         *tiny,
         "checkpoint_every=2",
         f"updates_per_batch={updates_per_batch}",
+        anchor,  # replayed data batches come from the checkpointed RNG stream too
         "final.num_samples=4",
         "final.compare_pretrained=false",
     ]

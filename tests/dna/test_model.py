@@ -38,7 +38,7 @@ def compose_config(name: str, overrides: list[str]):
 
 
 @pytest.mark.parametrize(
-    ("model", "low", "high", "steps"), [("small", 2e5, 4e5, 64), ("drakes", 3.0e6, 3.6e6, 128)]
+    ("model", "low", "high", "steps"), [("small", 2e5, 4e5, 32), ("drakes", 3.0e6, 3.6e6, 128)]
 )
 def test_model_configs_build_the_documented_sizes(
     model: str, low: float, high: float, steps: int

@@ -61,6 +61,24 @@ def test_negative_mass_is_capped_relative_to_positive_mass():
     )
 
 
+def test_data_anchor_adds_its_weighted_plain_loss_on_the_data():
+    policy = small_continuous_policy()
+    x, cond = torch.randn(12, 2), torch.randn(12, 3)
+    data = (torch.randn(5, 3), torch.randn(5, 2))
+    rewards = torch.randn(3, 4)
+    anchored = GeMPOObjective(LinearWeight(), data_alpha=0.3)
+    torch.manual_seed(2)
+    step = anchored(policy, x, cond, rewards, data=data)
+    torch.manual_seed(2)
+    base = GeMPOObjective(LinearWeight())(policy, x, cond, rewards)
+    plain_on_data = policy.per_sample_loss(data[1], data[0]).flow_matching.mean()
+    torch.testing.assert_close(step.loss, base.loss + 0.3 * plain_on_data)
+    assert step.stats["data_loss"] == pytest.approx(plain_on_data.item())
+    torch.manual_seed(2)
+    unused = GeMPOObjective(LinearWeight())(policy, x, cond, rewards, data=data)
+    assert torch.equal(unused.loss, base.loss) and "data_loss" not in unused.stats
+
+
 def test_loss_and_objective_reject_bad_settings():
     with pytest.raises(GempoError, match="negative_loss_clip must be > 0"):
         ReweightedLoss(negative_loss_clip=0.0)
@@ -68,6 +86,8 @@ def test_loss_and_objective_reject_bad_settings():
         ReweightedLoss(max_negative_mass=-1.0)
     with pytest.raises(GempoError, match="reg.alpha must be >= 0"):
         GeMPOObjective(LinearWeight(), reg_alpha=-0.1)
+    with pytest.raises(GempoError, match="reg.data must be >= 0"):
+        GeMPOObjective(LinearWeight(), data_alpha=-0.1)
 
 
 def near_share(x: torch.Tensor, point: torch.Tensor, radius: float = 0.7) -> float:

@@ -3,7 +3,7 @@ import torch
 
 from gempo.errors import GempoError
 from gempo.losses import GeMPOObjective
-from gempo.module import ContextStream, GeMPOModule, fit_steps
+from gempo.module import ContextStream, DataReplay, GeMPOModule, fit_steps
 from gempo.toys import ModesBandit2D, MotifBandit, run_toy
 from gempo.weights import ExpWeight, LinearWeight
 
@@ -111,3 +111,38 @@ def test_module_rejects_bad_settings(kwargs, message):
 def test_context_stream_rejects_empty_groups():
     with pytest.raises(GempoError, match="groups"):
         ContextStream(groups=0)
+
+
+def test_data_replay_draws_rows_of_its_data_reproducibly():
+    x = torch.arange(20.0).reshape(10, 2)
+    replay = DataReplay(x, batch_size=32)
+    torch.manual_seed(0)
+    cond, drawn = replay.draw(torch.device("cpu"))
+    assert cond.shape == (32, 0) and drawn.shape == (32, 2)
+    assert all(any(torch.equal(row, data_row) for data_row in x) for row in drawn)
+    assert len({tuple(row.tolist()) for row in drawn}) > 5, "uniform over the rows"
+    torch.manual_seed(0)
+    assert torch.equal(replay.draw(torch.device("cpu"))[1], drawn)
+    for kwargs, message in (
+        ({"x": torch.zeros(0, 2)}, "empty"),
+        ({"x": x, "batch_size": 0}, "data_batch must be >= 1"),
+        ({"x": x, "cond": torch.zeros(3, 1)}, "3 conditions for 10 samples"),
+    ):
+        with pytest.raises(GempoError, match=message):
+            DataReplay(**kwargs)
+
+
+def test_data_replay_changes_nothing_without_a_data_weight():
+    replay = DataReplay(torch.randn(50, 2))
+    torch.manual_seed(3)
+    plain = make_module()
+    fit(plain, 3)
+    torch.manual_seed(3)
+    with_replay = make_module(data=replay)  # objective.data_alpha = 0: never drawn
+    fit(with_replay, 3)
+    assert same_parameters(plain.policy, with_replay.policy)
+    torch.manual_seed(3)
+    anchored = make_module(data=replay)
+    anchored.objective.data_alpha = 1.0
+    fit(anchored, 3)
+    assert not same_parameters(plain.policy, anchored.policy)

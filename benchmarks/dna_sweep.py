@@ -1,0 +1,190 @@
+"""Variants of ``python -m dna.finetune`` side by side over seeds, with the acceptance checks.
+
+A variant is a set of Hydra overrides of the default command (``""`` is the default itself).
+Each row gives the mean ± std over seeds of the final 640 samples' metrics, the value of each
+seed (the checks hold per run, so the spread matters), and how many seeds pass all three of
+the default command's checks (eval-oracle median above the data's 99.9th percentile, 3-mer
+correlation >= 0.5, App-Log-Lik within 15% of the pretrained model's). Writes
+``benchmarks/results/<name>.{md,json}``::
+
+    # the data anchor's strength (docs/dna.md), 3 seeds, 2 runs at a time
+    python benchmarks/dna_sweep.py --name dna_anchor --jobs 2 \\
+        --variant "" --variant "reg.data=0.02" --variant "reg.data=0.02 trainer.max_steps=800"
+    # tabulate the finished runs already in --out, run nothing
+    python benchmarks/dna_sweep.py --name dna_anchor --report --variant "" ...
+
+Run folders: ``<out>/<name>/<variant slug>-seed<seed>``; a run whose ``summary.json`` exists is
+not run again. Runs use the configured accelerator (``trainer.accelerator=auto``: a GPU when
+there is one), so several ``--jobs`` can share one GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from dna_weights import REPO, RESULTS, run_command
+
+METRICS = ("pred_activity", "true_activity", "kmer3_corr", "app_log_lik", "hamming")
+CHECKS = ("pred_activity_above_threshold", "kmer3_corr_at_least_0.5", "app_log_lik_within_15pct")
+
+
+def slug(variant: str) -> str:
+    """A folder name for a variant's overrides (``default`` for none)."""
+    return re.sub(r"[^A-Za-z0-9.]+", "_", variant.strip()).strip("_") or "default"
+
+
+def run_dir(out: Path, variant: str, seed: int) -> Path:
+    return out / f"{slug(variant)}-seed{seed}"
+
+
+def finetune(variant: str, seed: int, out: Path) -> None:
+    """One ``dna.finetune`` run of ``variant`` (skipped when its summary exists)."""
+    folder = run_dir(out, variant, seed)
+    if (folder / "summary.json").is_file():
+        return
+    overrides = variant.split()
+    run_command(
+        [
+            "dna.finetune",
+            f"seed={seed}",
+            "trainer.enable_progress_bar=false",
+            f"hydra.run.dir={folder}",
+            *overrides,
+        ],
+        folder.with_suffix(".log"),
+    )
+    print(f"done: {variant or 'default'} seed {seed}", flush=True)
+
+
+def batch_kmer3_drift(folder: Path) -> tuple[float, float] | None:
+    """The behaviour batches' 3-mer correlation to the reference: the first batch's and the
+    mean of the last three (``None`` for runs that did not log it)."""
+    logged = pd.read_csv(folder / "logs" / "csv" / "metrics.csv")
+    if "train/kmer3_corr" not in logged:
+        return None
+    values = logged["train/kmer3_corr"].dropna().to_numpy()
+    return float(values[0]), float(values[-3:].mean())
+
+
+def variant_row(
+    variant: str, summaries: list[dict[str, Any]], folders: list[Path]
+) -> dict[str, Any]:
+    """Mean, std and per-seed values of the finetuned rows, the drift of the behaviour
+    batches' 3-mer correlation, and the check pass count."""
+    tuned = [s["rows"]["finetuned"] for s in summaries]
+    row: dict[str, Any] = {
+        "variant": variant or "default",
+        "seeds": [s["seed"] for s in summaries],
+        "oracle_calls": summaries[0]["oracle_calls"],
+        "train_seconds": float(np.mean([s["train_seconds"] for s in summaries])),
+        "passed": sum(all(s["checks"].get(c) for c in CHECKS) for s in summaries)
+        if all(c in s["checks"] for s in summaries for c in CHECKS)
+        else None,  # runs without the pretrained comparison have no App-Log-Lik check
+        "threshold": summaries[0]["threshold"],
+        "batch_kmer3_first_last": [batch_kmer3_drift(folder) for folder in folders],
+    }
+    for metric in METRICS:
+        values = [float(t[metric]) for t in tuned if metric in t]
+        if values:
+            row[metric] = float(np.mean(values))
+            row[f"{metric}_std"] = float(np.std(values))
+            row[f"{metric}_per_seed"] = values
+    return row
+
+
+def markdown(rows: list[dict[str, Any]], header: str) -> str:
+    """The table: one line per variant."""
+    shown = [m for m in METRICS if any(m in row for row in rows)]
+    lines = [
+        header,
+        "",
+        "| variant | oracle calls | "
+        + " | ".join(shown)
+        + " | eval / 3-mer per seed | batch 3-mer, first → last | passed |",
+        "|---|---|" + "---|" * len(shown) + "---|---|---|",
+    ]
+    for row in rows:
+        cells = [f"{row[m]:.3g} ± {row[f'{m}_std']:.2g}" if m in row else "–" for m in shown]
+        per_seed = ", ".join(
+            f"{a:.1f} / {k:.2f}"
+            for a, k in zip(row["pred_activity_per_seed"], row["kmer3_corr_per_seed"], strict=True)
+        )
+        drift = ", ".join(
+            "–" if d is None else f"{d[0]:.2f} → {d[1]:.2f}" for d in row["batch_kmer3_first_last"]
+        )
+        passed = "–" if row["passed"] is None else f"{row['passed']}/{len(row['seeds'])}"
+        lines.append(
+            f"| `{row['variant']}` | {row['oracle_calls']} | "
+            + " | ".join(cells)
+            + f" | {per_seed} | {drift} | {passed} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--name", required=True, help="stem of the result files and run folder")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        required=True,
+        help='dna.finetune overrides of one row, space-separated ("" = the default command)',
+    )
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--jobs", type=int, default=1, help="runs at a time")
+    parser.add_argument("--out", type=Path, default=REPO / "outputs" / "bench_dna_sweep")
+    parser.add_argument(
+        "--report", action="store_true", help="run nothing: tabulate the finished runs in --out"
+    )
+    parser.add_argument("--note", default="", help="where and how the runs were made (header)")
+    args = parser.parse_args()
+    out = args.out / args.name
+    if not args.report:
+        with ThreadPoolExecutor(max_workers=max(args.jobs, 1)) as pool:
+            jobs = [
+                pool.submit(finetune, variant, seed, out)
+                for variant in args.variant
+                for seed in args.seeds
+            ]
+            for job in jobs:
+                job.result()
+    rows = []
+    for variant in args.variant:
+        folders = [
+            run_dir(out, variant, seed)
+            for seed in args.seeds
+            if (run_dir(out, variant, seed) / "summary.json").is_file()
+        ]
+        summaries = [
+            json.loads((folder / "summary.json").read_text())
+            | {"seed": int(folder.name.rsplit("-seed", 1)[1])}
+            for folder in folders
+        ]
+        if summaries:
+            rows.append(variant_row(variant, summaries, folders))
+    if not rows:
+        raise SystemExit(f"no finished runs under {out}")
+    header = (
+        f"`dna.finetune` variants (overrides of the default command), mean ± std over seeds "
+        f"{args.seeds}; threshold (99.9th percentile of the data) {rows[0]['threshold']:.2f}; "
+        f"passed = seeds passing all three checks. {args.note}".strip()
+    )
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{args.name}.md").write_text(markdown(rows, header))
+    (RESULTS / f"{args.name}.json").write_text(
+        json.dumps({"header": header, "rows": rows}, indent=1)
+    )
+    print(markdown(rows, header))
+
+
+if __name__ == "__main__":
+    main()
