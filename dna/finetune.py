@@ -72,9 +72,6 @@ from gempo.module import ContextStream, DataReplay, GeMPOModule
 
 log = logging.getLogger(__name__)
 
-RNG_KEY = "dna_rng_state"
-CUDA_RNG_KEY = "dna_cuda_rng_state"
-
 
 class DNAGeMPOModule(GeMPOModule):
     """:class:`~gempo.module.GeMPOModule` plus the DNA run's bookkeeping.
@@ -85,8 +82,8 @@ class DNAGeMPOModule(GeMPOModule):
       away from natural sequence statistics); the core logs ``train/reward_calls`` (oracle
       calls so far);
     - saves ``checkpoint_path`` every ``checkpoint_every`` steps and at the last step (the core
-      has already updated the EMA and refreshed the behaviour policy in ``optimizer_step``),
-      with the generator's constructor arguments and the torch RNG state, so a resumed run
+      has already updated the EMA and refreshed the behaviour policy in ``optimizer_step``, and
+      adds the RNG states), with the generator's constructor arguments, so a resumed run
       continues exactly as an uninterrupted one would.
     """
 
@@ -104,8 +101,6 @@ class DNAGeMPOModule(GeMPOModule):
         self.checkpoint_path = checkpoint_path
         self.checkpoint_every = checkpoint_every
         self.reference_kmers = reference_kmers
-        self._restored_rng: Tensor | None = None
-        self._restored_cuda_rng: list[Tensor] | None = None
 
     def score(self, cond: Tensor, x: Tensor) -> Tensor:
         rewards = super().score(cond, x)
@@ -124,22 +119,6 @@ class DNAGeMPOModule(GeMPOModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_save_checkpoint(checkpoint)
         checkpoint[CHECKPOINT_KEY] = dict(self.policy.init_kwargs)
-        checkpoint[RNG_KEY] = torch.get_rng_state()
-        if torch.cuda.is_initialized():  # behaviour samples on a GPU draw from its generator
-            checkpoint[CUDA_RNG_KEY] = torch.cuda.get_rng_state_all()
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        super().on_load_checkpoint(checkpoint)
-        self._restored_rng = checkpoint.get(RNG_KEY)
-        self._restored_cuda_rng = checkpoint.get(CUDA_RNG_KEY)
-
-    def on_train_start(self) -> None:
-        if self._restored_rng is not None:
-            torch.set_rng_state(self._restored_rng.cpu())
-            self._restored_rng = None
-        if self._restored_cuda_rng is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all([state.cpu() for state in self._restored_cuda_rng])
-            self._restored_cuda_rng = None
 
 
 def validate_finetune_config(cfg: DictConfig) -> None:

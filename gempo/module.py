@@ -106,6 +106,8 @@ class GeMPOModule(pl.LightningModule):
     """
 
     BATCH_KEY = "gempo_behaviour_batch"
+    RNG_KEY = "gempo_rng_state"
+    CUDA_RNG_KEY = "gempo_cuda_rng_state"
 
     def __init__(
         self,
@@ -150,6 +152,7 @@ class GeMPOModule(pl.LightningModule):
         self.register_buffer("samples_scored", torch.zeros((), dtype=torch.long))
         self.batch: tuple[Tensor, Tensor, Tensor] | None = None
         """The behaviour batch being fitted: ``cond``, ``x`` and rewards ``(groups, N)``."""
+        self._restored_rng: tuple[Tensor | None, list[Tensor] | None] | None = None
 
     def sampling_policy(self) -> GenerativePolicy:
         """The policy to draw final samples from: the EMA when kept, else the policy."""
@@ -196,10 +199,27 @@ class GeMPOModule(pl.LightningModule):
             self.behaviour.load_state_dict(self.policy.state_dict())
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """The batch being fitted and the RNG states (CPU, and GPU when in use): sampling,
+        path times and data replay all draw from them, so a resumed run repeats the rest."""
         checkpoint[self.BATCH_KEY] = self.batch
+        checkpoint[self.RNG_KEY] = torch.get_rng_state()
+        if torch.cuda.is_initialized():
+            checkpoint[self.CUDA_RNG_KEY] = torch.cuda.get_rng_state_all()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.batch = checkpoint.get(self.BATCH_KEY)
+        self._restored_rng = (checkpoint.get(self.RNG_KEY), checkpoint.get(self.CUDA_RNG_KEY))
+
+    def on_train_start(self) -> None:
+        """Restore a loaded checkpoint's RNG states (after Lightning's own seeding)."""
+        if self._restored_rng is None:
+            return
+        cpu, cuda = self._restored_rng
+        if cpu is not None:
+            torch.set_rng_state(cpu.cpu())
+        if cuda is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all([state.cpu() for state in cuda])
+        self._restored_rng = None
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return self.optimizer_factory(self.policy.parameters())

@@ -1,4 +1,5 @@
 import pytest
+import pytorch_lightning as pl
 import torch
 
 from gempo.errors import GempoError
@@ -146,3 +147,33 @@ def test_data_replay_changes_nothing_without_a_data_weight():
     anchored.objective.data_alpha = 1.0
     fit(anchored, 3)
     assert not same_parameters(plain.policy, anchored.policy)
+
+
+def test_resumed_training_repeats_the_uninterrupted_run(tmp_path):
+    def trainer(steps: int) -> pl.Trainer:
+        return pl.Trainer(
+            max_steps=steps,
+            accelerator="cpu",
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+        )
+
+    def stream() -> torch.utils.data.DataLoader:
+        return torch.utils.data.DataLoader(ContextStream(groups=2), batch_size=None)
+
+    torch.manual_seed(0)
+    straight = make_module(updates_per_batch=2, ema_decay=0.5)
+    trainer(5).fit(straight, stream())
+
+    torch.manual_seed(0)
+    first = make_module(updates_per_batch=2, ema_decay=0.5)
+    interrupted = trainer(3)  # stops between the two updates of the second batch
+    interrupted.fit(first, stream())
+    interrupted.save_checkpoint(tmp_path / "last.ckpt")
+    torch.manual_seed(123)  # whatever the RNG did since, the checkpoint's state is restored
+    resumed = make_module(updates_per_batch=2, ema_decay=0.5)
+    trainer(5).fit(resumed, stream(), ckpt_path=tmp_path / "last.ckpt")
+    assert same_parameters(resumed.policy, straight.policy)
+    assert same_parameters(resumed.ema, straight.ema)
