@@ -40,7 +40,7 @@ class Actor(nn.Module, ABC):
         added to the target Q (SAC's ``-alpha * log pi``; zero for a flow policy)."""
 
     @abstractmethod
-    def update(self, obs: Tensor, critic: TwinCritic, timer: SectionTimer) -> dict[str, float]:
+    def update(self, obs: Tensor, critic: TwinCritic, timer: SectionTimer) -> dict[str, Tensor]:
         """One gradient step of the actor on states ``(batch, obs_dim)``; returns stats."""
 
 
@@ -124,7 +124,7 @@ class FlowActor(Actor):
     def target_actions(self, next_obs: Tensor) -> tuple[Tensor, Tensor]:
         return self.policy.sample(next_obs), torch.zeros(next_obs.shape[0], device=next_obs.device)
 
-    def update(self, obs: Tensor, critic: TwinCritic, timer: SectionTimer) -> dict[str, float]:
+    def update(self, obs: Tensor, critic: TwinCritic, timer: SectionTimer) -> dict[str, Tensor]:
         with timer.section("actor_sample"), torch.no_grad():
             cond = repeat(obs, "g c -> (g n) c", n=self.group_size)
             actions = self.policy.sample(cond)  # (G * N, act_dim), one batched Euler solve
@@ -138,9 +138,9 @@ class FlowActor(Actor):
                 nn.utils.clip_grad_norm_(self.policy.parameters(), self.grad_clip)
             optimizer.step()
         stats = {f"actor/{k}": v for k, v in step.stats.items()}
-        stats["actor/loss"] = step.loss.item()
+        stats["actor/loss"] = step.loss.detach()
         stats["actor/action_std"] = (
-            rearrange(actions, "(g n) a -> g n a", n=self.group_size).std(1).mean().item()
+            rearrange(actions, "(g n) a -> g n a", n=self.group_size).std(1).mean()
         )
         return stats
 
@@ -198,7 +198,7 @@ class GaussianActor(Actor):
         actions, log_prob = self.sample(next_obs)
         return actions, -self.log_alpha.exp() * log_prob
 
-    def update(self, obs: Tensor, critic: TwinCritic, timer: SectionTimer) -> dict[str, float]:
+    def update(self, obs: Tensor, critic: TwinCritic, timer: SectionTimer) -> dict[str, Tensor]:
         with timer.section("actor_step"):
             alpha = self.log_alpha.exp().detach()
             actions, log_prob = self.sample(obs)
@@ -211,7 +211,7 @@ class GaussianActor(Actor):
             alpha_loss.backward()
             self.optimizers["alpha"].step()
         return {
-            "actor/loss": loss.item(),
-            "actor/alpha": alpha.item(),
-            "actor/entropy": -log_prob.mean().item(),
+            "actor/loss": loss.detach(),
+            "actor/alpha": alpha,
+            "actor/entropy": -log_prob.detach().mean(),
         }

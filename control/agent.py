@@ -70,8 +70,9 @@ class ActorCritic(nn.Module):
         next_q = self.target_critic.value(next_obs, next_actions) + bonus
         return batch.rewards + self.gamma * (1.0 - batch.terminated) * next_q
 
-    def update(self, batch: Transitions) -> dict[str, float]:
-        """One critic step (and an actor step every ``actor_every``); returns stats."""
+    def update(self, batch: Transitions) -> dict[str, Tensor]:
+        """One critic step (and an actor step every ``actor_every``); returns stats (detached
+        scalar tensors, read only when logged)."""
         obs = self.normalizer(batch.obs)
         with self.timer.section("critic"):
             target = self.critic_target(batch)
@@ -81,7 +82,7 @@ class ActorCritic(nn.Module):
             optimizer.zero_grad(set_to_none=True)
             critic_loss.backward()
             optimizer.step()
-        stats = {"critic/loss": critic_loss.item(), "critic/q_mean": q.mean().item()}
+        stats = {"critic/loss": critic_loss.detach(), "critic/q_mean": q.detach().mean()}
         self.updates += 1
         if self.updates % self.actor_every == 0:
             stats.update(self.actor.update(obs, self.critic, self.timer))

@@ -226,13 +226,13 @@ class Trainer:
         s.episode_lengths[done] = 0
         return finished
 
-    def learn(self) -> dict[str, float]:
+    def learn(self) -> dict[str, torch.Tensor]:
         """``updates_per_step`` gradient updates per env step collected (fractions carried)."""
         s = self.state
         if s.env_step < int(self.cfg.learning_starts):
             return {}
         s.update_credit += self.envs.num_envs * float(self.cfg.updates_per_step)
-        stats: dict[str, float] = {}
+        stats: dict[str, torch.Tensor] = {}
         while s.update_credit >= 1.0:
             stats = self.agent.update(self.buffer.sample(int(self.cfg.batch_size)))
             s.update_credit -= 1.0
@@ -286,8 +286,8 @@ class Trainer:
     def eval_text(self) -> str:
         return f"{self.last_eval.return_mean:.1f}" if self.last_eval is not None else "-"
 
-    def log_train(self, stats: dict[str, float], finished: list[float], sps: float) -> None:
-        metrics = {f"train/{k}": v for k, v in stats.items()}
+    def log_train(self, stats: dict[str, torch.Tensor], finished: list[float], sps: float) -> None:
+        metrics = {f"train/{k}": float(v) for k, v in stats.items()}
         metrics["train/env_steps_per_s"] = sps
         metrics["train/grad_updates"] = float(self.agent.updates)
         if finished:

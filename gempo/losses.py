@@ -77,12 +77,13 @@ class ReweightedLoss(nn.Module):
 @dataclass
 class GeMPOStep:
     """What one GeMPO update computed. ``advantages``/``weights``: ``(groups, group_size)``;
-    ``stats``: scalar floats for logging."""
+    ``stats``: detached scalar tensors for logging (on the policy's device: reading them is
+    left to the logger, so an update never waits for the GPU)."""
 
     loss: Tensor
     advantages: Tensor
     weights: Tensor
-    stats: dict[str, float] = field(default_factory=dict)
+    stats: dict[str, Tensor] = field(default_factory=dict)
 
 
 class GeMPOObjective(nn.Module):
@@ -153,30 +154,31 @@ class GeMPOObjective(nn.Module):
         )
         loss = self.loss(per_sample.flow_matching, rearrange(weights, "g n -> (g n)"))
         stats = weight_stats(rewards, weights)
-        stats["fm_loss"] = per_sample.flow_matching.mean().item()
+        stats["fm_loss"] = per_sample.flow_matching.mean().detach()
         if use_reference and per_sample.divergence is not None:
             divergence = per_sample.divergence.mean()
             loss = loss + self.reg_alpha * divergence
-            stats["divergence"] = divergence.item()
+            stats["divergence"] = divergence.detach()
         if data is not None and self.data_alpha > 0:
             data_cond, data_x = data
             data_loss = policy.per_sample_loss(
                 data_x, data_cond, num_times=self.loss_times
             ).flow_matching.mean()
             loss = loss + self.data_alpha * data_loss
-            stats["data_loss"] = data_loss.item()
+            stats["data_loss"] = data_loss.detach()
         return GeMPOStep(loss=loss, advantages=advantages, weights=weights, stats=stats)
 
 
-def weight_stats(rewards: Tensor, weights: Tensor) -> dict[str, float]:
-    """Summary of a group step's rewards and weights, for logging."""
+def weight_stats(rewards: Tensor, weights: Tensor) -> dict[str, Tensor]:
+    """Summary of a group step's rewards and weights, for logging (detached scalars)."""
+    rewards, weights = rewards.detach(), weights.detach()
     magnitude = weights.abs().sum().clamp_min(1e-12)
     return {
-        "reward_mean": rewards.mean().item(),
-        "reward_median": rewards.median().item(),
-        "reward_max": rewards.max().item(),
-        "weight_mean": weights.mean().item(),
-        "weight_std": weights.std().item() if weights.numel() > 1 else 0.0,
-        "weight_min": weights.min().item(),
-        "negative_mass_share": (weights.clamp(max=0).abs().sum() / magnitude).item(),
+        "reward_mean": rewards.mean(),
+        "reward_median": rewards.median(),
+        "reward_max": rewards.max(),
+        "weight_mean": weights.mean(),
+        "weight_std": weights.std() if weights.numel() > 1 else torch.zeros_like(magnitude),
+        "weight_min": weights.min(),
+        "negative_mass_share": weights.clamp(max=0).abs().sum() / magnitude,
     }

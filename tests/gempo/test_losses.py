@@ -73,7 +73,7 @@ def test_data_anchor_adds_its_weighted_plain_loss_on_the_data():
     base = GeMPOObjective(LinearWeight())(policy, x, cond, rewards)
     plain_on_data = policy.per_sample_loss(data[1], data[0]).flow_matching.mean()
     torch.testing.assert_close(step.loss, base.loss + 0.3 * plain_on_data)
-    assert step.stats["data_loss"] == pytest.approx(plain_on_data.item())
+    assert float(step.stats["data_loss"]) == pytest.approx(plain_on_data.item())
     torch.manual_seed(2)
     unused = GeMPOObjective(LinearWeight())(policy, x, cond, rewards, data=data)
     assert torch.equal(unused.loss, base.loss) and "data_loss" not in unused.stats
@@ -194,7 +194,7 @@ def test_reward_cap_weights_every_reward_above_it_as_equal():
     top = capped.weights[0, 4:]
     assert torch.all(top == top[0]) and top[0] > capped.weights[0, 3]
     assert len(set(plain.weights[0, 4:].tolist())) == 4, "without a cap the top ranks differ"
-    assert capped.stats["reward_max"] == 100.0, "logged rewards are the uncapped ones"
+    assert float(capped.stats["reward_max"]) == 100.0, "logged rewards are the uncapped ones"
     loose = GeMPOObjective(RankWeight(), reward_cap=1e3)(policy, x, cond, rewards)
     assert torch.equal(loose.weights, plain.weights), "a cap above every reward is a no-op"
     saturated = GeMPOObjective(RankWeight(), reward_cap=-1.0)(policy, x, cond, rewards)
