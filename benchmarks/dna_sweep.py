@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from dna_weights import REPO, RESULTS, run_command
+from dna_weights import REPO, RESULTS, mean_std_cells, run_command
 
 METRICS = ("pred_activity", "true_activity", "kmer3_corr", "app_log_lik", "hamming")
 CHECKS = ("pred_activity_above_threshold", "kmer3_corr_at_least_0.5", "app_log_lik_within_15pct")
@@ -111,7 +111,7 @@ def markdown(rows: list[dict[str, Any]], header: str) -> str:
         "|---|---|" + "---|" * len(shown) + "---|---|---|",
     ]
     for row in rows:
-        cells = [f"{row[m]:.3g} ± {row[f'{m}_std']:.2g}" if m in row else "–" for m in shown]
+        cells = mean_std_cells(row, shown)
         per_seed = ", ".join(
             f"{a:.1f} / {k:.2f}"
             for a, k in zip(row["pred_activity_per_seed"], row["kmer3_corr_per_seed"], strict=True)
@@ -159,15 +159,15 @@ def main() -> None:
                 job.result()
     rows = []
     for variant in args.variant:
-        folders = [
-            run_dir(out, variant, seed)
+        finished = [
+            (seed, folder)
             for seed in args.seeds
-            if (run_dir(out, variant, seed) / "summary.json").is_file()
+            if ((folder := run_dir(out, variant, seed)) / "summary.json").is_file()
         ]
+        folders = [folder for _, folder in finished]
         summaries = [
-            json.loads((folder / "summary.json").read_text())
-            | {"seed": int(folder.name.rsplit("-seed", 1)[1])}
-            for folder in folders
+            json.loads((folder / "summary.json").read_text()) | {"seed": seed}
+            for seed, folder in finished
         ]
         if summaries:
             rows.append(variant_row(variant, summaries, folders))

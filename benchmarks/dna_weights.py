@@ -135,6 +135,11 @@ def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return table
 
 
+def mean_std_cells(row: dict[str, Any], metrics: list[str]) -> list[str]:
+    """Table cells ``mean ± std`` of ``metrics`` in an aggregated ``row`` (``–`` if absent)."""
+    return [f"{row[m]:.3g} ± {row[f'{m}_std']:.2g}" if m in row else "–" for m in metrics]
+
+
 def markdown(table: list[dict[str, Any]], header: str) -> str:
     """Mean ± std per method as a Markdown table."""
     shown = [m for m in METRICS if any(m in row for row in table)]
@@ -145,7 +150,7 @@ def markdown(table: list[dict[str, Any]], header: str) -> str:
         "|---|---|---|" + "---|" * len(shown),
     ]
     for row in table:
-        cells = [f"{row[m]:.3g} ± {row[f'{m}_std']:.2g}" if m in row else "–" for m in shown]
+        cells = mean_std_cells(row, shown)
         first = f"| {row['name']} | {row['seeds']} | {row['oracle_calls']} | "
         lines.append(first + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
