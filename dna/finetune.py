@@ -25,8 +25,10 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
+from dna.data import ACTIVITY_COLUMNS
 from dna.evaluate import (
     EvaluationWorld,
     build_world,
@@ -68,7 +71,7 @@ from dna.rewards import OracleReward
 from dna.sequences import atomic_output, encode, write_fasta
 from gempo.errors import GempoError, exit_on_user_error
 from gempo.losses import GeMPOObjective, ReweightedLoss
-from gempo.module import ContextStream, DataReplay, GeMPOModule
+from gempo.module import AnchorController, ContextStream, DataReplay, GeMPOModule
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +109,7 @@ class DNAGeMPOModule(GeMPOModule):
         rewards = super().score(cond, x)
         self.log("train/diversity", mean_pairwise_hamming(x))
         if self.reference_kmers is not None:
-            self.log("train/kmer3_corr", count_pearson(kmer_counts(x, 3), self.reference_kmers))
+            self.log("train/kmer3_corr", kmer3_closeness(self.reference_kmers)(x))
         return rewards
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
@@ -141,6 +144,13 @@ def validate_finetune_config(cfg: DictConfig) -> None:
             )
     if cfg.normalization == "zscore" and int(cfg.group_size) < 2:
         raise GempoError("normalization=zscore needs group_size >= 2")
+    if cfg.reg.data_target is not None and not float(cfg.reg.data) > 0:
+        raise GempoError(
+            f"reg.data_target={cfg.reg.data_target} adapts the data anchor's weight upward "
+            f"from reg.data, which must be > 0, got {cfg.reg.data}"
+        )
+    if not 0.0 < float(cfg.reg.data_top) <= 1.0:
+        raise GempoError(f"reg.data_top must be in (0, 1], got {cfg.reg.data_top}")
 
 
 def load_oracles(cfg: DictConfig) -> Any:
@@ -165,6 +175,21 @@ def load_pretrained(cfg: DictConfig) -> DNAGenerator:
         generator, OmegaConf.to_container(cfg.model, resolve=True), f"pretrained={cfg.pretrained}"
     )
     return generator
+
+
+def kmer3_closeness(reference_kmers: np.ndarray) -> Callable[[Tensor], float]:
+    """Tokens ``(batch, length)`` -> their pooled 3-mer counts' Pearson correlation to
+    ``reference_kmers`` ``(64,)``: the closeness the 3-mer check measures."""
+    return lambda x: count_pearson(kmer_counts(x, 3), reference_kmers)
+
+
+def anchor_sequences(data: pd.DataFrame, reward: OracleReward, fraction: float) -> list[str]:
+    """The data sequences the anchor replays: the ``fraction`` of the world (at least one) with
+    the highest objective value under their *measured* activities (no oracle calls)."""
+    measured = torch.tensor(data[list(ACTIVITY_COLUMNS)].to_numpy(np.float32))
+    count = max(1, math.ceil(fraction * len(data)))
+    best = torch.topk(reward.from_activities(measured), count).indices
+    return data["seq"].iloc[best.numpy()].tolist()
 
 
 def build_module(
@@ -192,7 +217,18 @@ def build_module(
     if cfg.reg.data > 0:
         if data is None:
             raise GempoError("reg.data > 0 needs the data world's sequences to replay")
-        replay = DataReplay(encode(data["seq"].tolist()), batch_size=int(cfg.reg.data_batch))
+        sequences = anchor_sequences(data, reward, float(cfg.reg.data_top))
+        replay = DataReplay(encode(sequences), batch_size=int(cfg.reg.data_batch))
+    anchor = None
+    if cfg.reg.data_target is not None:
+        if reference_kmers is None:
+            raise GempoError("reg.data_target needs the reference set's 3-mer counts")
+        anchor = AnchorController(
+            kmer3_closeness(reference_kmers),
+            target=float(cfg.reg.data_target),
+            rate=float(cfg.reg.data_rate),
+            low=float(cfg.reg.data),  # the floor it starts from
+        )
     return DNAGeMPOModule(
         policy=generator,
         reward=reward,
@@ -207,6 +243,7 @@ def build_module(
         checkpoint_every=int(cfg.checkpoint_every),
         reference_kmers=reference_kmers,
         data=replay,
+        anchor=anchor,
     )
 
 
@@ -347,6 +384,9 @@ def finetune(cfg: DictConfig) -> dict[str, Any]:
         "weight": repr(module.objective.weight),
         "reg_alpha": float(cfg.reg.alpha),
         "reg_data": float(cfg.reg.data),
+        "reg_data_top": float(cfg.reg.data_top),
+        "reg_data_target": cfg.reg.data_target,
+        "final_data_alpha": module.objective.data_alpha,
         "optimizer_steps": trainer.global_step,
         "oracle_calls": int(module.samples_scored),
         "train_seconds": round(train_seconds, 1),

@@ -12,6 +12,7 @@ next batch is drawn. The behaviour policy is refreshed from the current one ever
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -84,6 +85,41 @@ class DataReplay:
         return self.cond[index].to(device), self.x[index].to(device)
 
 
+class AnchorController:
+    """Adapts the data anchor's weight so that the behaviour samples stay about ``target`` close
+    to the data (the adaptive KL coefficient of PPO, applied to the anchor): after each scored
+    batch ``x``, ``alpha <- clip(alpha * exp(rate * (target - closeness(x))), low, high)``. The
+    weight grows while the samples drift further than the target allows and decays while they
+    are closer, so the reward is free to climb as long as the constraint holds.
+
+    ``closeness``: samples ``(batch, ...)`` -> a number, higher = closer to the data (e.g. a
+    correlation of sequence statistics to a reference set).
+    """
+
+    def __init__(
+        self,
+        closeness: Callable[[Tensor], float],
+        target: float,
+        rate: float = 5.0,
+        low: float = 1e-3,
+        high: float = 1.0,
+    ) -> None:
+        if rate <= 0:
+            raise GempoError(f"reg.data_rate must be > 0, got {rate}")
+        if not 0 < low <= high:
+            raise GempoError(f"anchor bounds must satisfy 0 < low <= high, got {low}, {high}")
+        self.closeness = closeness
+        self.target = target
+        self.rate = rate
+        self.low = low
+        self.high = high
+
+    def update(self, alpha: float, x: Tensor) -> float:
+        """The next anchor weight after scoring the behaviour batch ``x``."""
+        step = math.exp(self.rate * (self.target - float(self.closeness(x))))
+        return min(self.high, max(self.low, alpha * step))
+
+
 class GeMPOModule(pl.LightningModule):
     """Online GeMPO fine-tuning of a :class:`GenerativePolicy` against a reward.
 
@@ -103,11 +139,14 @@ class GeMPOModule(pl.LightningModule):
             the expensive part; >1 fits each target measure more closely per oracle call).
         data: replayed data samples for the objective's data anchor (used when
             ``objective.data_alpha > 0``).
+        anchor: adapts ``objective.data_alpha`` after each scored batch (``None``: it stays
+            fixed); needs ``data``.
     """
 
     BATCH_KEY = "gempo_behaviour_batch"
     RNG_KEY = "gempo_rng_state"
     CUDA_RNG_KEY = "gempo_cuda_rng_state"
+    DATA_ALPHA_KEY = "gempo_data_alpha"
 
     def __init__(
         self,
@@ -121,6 +160,7 @@ class GeMPOModule(pl.LightningModule):
         ema_decay: float | None = None,
         updates_per_batch: int = 1,
         data: DataReplay | None = None,
+        anchor: AnchorController | None = None,
     ) -> None:
         super().__init__()
         if updates_per_batch < 1:
@@ -131,6 +171,8 @@ class GeMPOModule(pl.LightningModule):
             raise GempoError(f"refresh_every must be >= 1, got {refresh_every}")
         if ema_decay is not None and not 0.0 < ema_decay < 1.0:
             raise GempoError(f"ema_decay must be in (0, 1) or null, got {ema_decay}")
+        if anchor is not None and (data is None or objective.data_alpha <= 0):
+            raise GempoError("an adaptive data anchor needs data to replay and reg.data > 0")
         self.policy = policy
         self.behaviour = freeze(copy.deepcopy(policy))
         self.reward = freeze(reward) if isinstance(reward, torch.nn.Module) else reward
@@ -148,6 +190,7 @@ class GeMPOModule(pl.LightningModule):
             freeze(self.ema)
         self.updates_per_batch = updates_per_batch
         self.data = data
+        self.anchor = anchor
         self.register_buffer("optimizer_steps", torch.zeros((), dtype=torch.long))
         self.register_buffer("samples_scored", torch.zeros((), dtype=torch.long))
         self.batch: tuple[Tensor, Tensor, Tensor] | None = None
@@ -172,6 +215,8 @@ class GeMPOModule(pl.LightningModule):
             rewards = rearrange(self.score(cond, x), "(g n) -> g n", n=self.group_size)
             self.samples_scored += x.shape[0]
             self.batch = (cond, x, rewards)
+            if self.anchor is not None:
+                self.objective.data_alpha = self.anchor.update(self.objective.data_alpha, x)
         return self.batch
 
     def training_step(self, contexts: Tensor, batch_idx: int) -> Tensor:
@@ -186,6 +231,8 @@ class GeMPOModule(pl.LightningModule):
         self.log_dict({f"train/{k}": v for k, v in step.stats.items()})
         self.log("train/reward", step.stats["reward_mean"], prog_bar=True, logger=False)
         self.log("train/reward_calls", self.samples_scored.float())
+        if self.anchor is not None:
+            self.log("train/data_alpha", self.objective.data_alpha)
         return step.loss
 
     def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
@@ -199,15 +246,18 @@ class GeMPOModule(pl.LightningModule):
             self.behaviour.load_state_dict(self.policy.state_dict())
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """The batch being fitted and the RNG states (CPU, and GPU when in use): sampling,
-        path times and data replay all draw from them, so a resumed run repeats the rest."""
+        """The batch being fitted, the data anchor's weight (adapted by ``anchor``) and the RNG
+        states (CPU, and GPU when in use): sampling, path times and data replay all draw from
+        them, so a resumed run repeats the rest."""
         checkpoint[self.BATCH_KEY] = self.batch
+        checkpoint[self.DATA_ALPHA_KEY] = self.objective.data_alpha
         checkpoint[self.RNG_KEY] = torch.get_rng_state()
         if torch.cuda.is_initialized():
             checkpoint[self.CUDA_RNG_KEY] = torch.cuda.get_rng_state_all()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.batch = checkpoint.get(self.BATCH_KEY)
+        self.objective.data_alpha = checkpoint.get(self.DATA_ALPHA_KEY, self.objective.data_alpha)
         self._restored_rng = (checkpoint.get(self.RNG_KEY), checkpoint.get(self.CUDA_RNG_KEY))
 
     def on_train_start(self) -> None:

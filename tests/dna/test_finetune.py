@@ -14,9 +14,10 @@ import torch
 from hydra import compose, initialize_config_dir
 
 import dna.finetune
-from dna.finetune import finetune
+from dna.finetune import anchor_sequences, finetune
 from dna.model import DNAGenerator, save_generator
 from dna.oracle import OracleSet
+from dna.rewards import OracleReward
 from dna.sequences import read_fasta
 from gempo.errors import GempoError
 from tests.conftest import CONFIG_DIR, REPO_ROOT
@@ -126,11 +127,36 @@ def test_data_anchor_holds_the_generator_near_the_data(tiny: list[str], tmp_path
     assert free["rows"]["finetuned"]["pred_activity"] > 0.35
     with pytest.raises(GempoError, match="reg.data must be >= 0"):
         run([*quick, "reg.data=-1"])
+    with pytest.raises(GempoError, match=r"reg.data_top must be in \(0, 1\], got 0.0"):
+        run([*quick, "reg.data=0.1", "reg.data_top=0.0"])
+
+
+def test_anchor_replays_the_most_active_fraction_under_the_objective() -> None:
+    data = pd.DataFrame(
+        {
+            "seq": ["AAAA", "CCCC", "GGGG", "TTTT"],
+            "hepg2": [1.0, 4.0, 3.0, 2.0],
+            "k562": [0.0, 5.0, 0.0, 0.0],
+            "sknsh": [0.0, 5.0, 0.0, 0.0],
+        }
+    )
+    hepg2 = OracleReward(GContentOracle(), target="hepg2")
+    assert anchor_sequences(data, hepg2, 1.0) == ["CCCC", "GGGG", "TTTT", "AAAA"]
+    assert anchor_sequences(data, hepg2, 0.5) == ["CCCC", "GGGG"]
+    assert anchor_sequences(data, hepg2, 0.01) == ["CCCC"]  # at least one
+    # specificity: CCCC is active everywhere (4 - 5 = -1), so GGGG (3 - 0) leads
+    specific = OracleReward(GContentOracle(), target="hepg2", off_target_weight=1.0)
+    assert anchor_sequences(data, specific, 0.5) == ["GGGG", "TTTT"]
 
 
 @pytest.mark.parametrize(
     ("updates_per_batch", "interrupt", "anchor"),
-    [(1, 2, "reg.data=0.0"), (2, 3, "reg.data=0.0"), (2, 3, "reg.data=0.5")],
+    [
+        (1, 2, "reg.data=0.0"),
+        (2, 3, "reg.data=0.0"),
+        (2, 3, "reg.data=0.5"),
+        (1, 2, "reg.data=0.05 reg.data_target=0.99 reg.data_rate=0.5"),  # adapted weight: saved
+    ],
 )
 def test_resume_continues_from_the_same_step_with_the_same_metrics(
     tiny: list[str], tmp_path: Path, updates_per_batch: int, interrupt: int, anchor: str
@@ -141,7 +167,7 @@ def test_resume_continues_from_the_same_step_with_the_same_metrics(
         *tiny,
         "checkpoint_every=2",
         f"updates_per_batch={updates_per_batch}",
-        anchor,  # replayed data batches come from the checkpointed RNG stream too
+        *anchor.split(),  # replayed data batches come from the checkpointed RNG stream too
         "final.num_samples=4",
         "final.compare_pretrained=false",
     ]
@@ -157,6 +183,7 @@ def test_resume_continues_from_the_same_step_with_the_same_metrics(
     resumed = metrics_by_step(tmp_path / "logs" / "csv" / "metrics.csv")
     assert sorted(resumed.index) == sorted(straight.index)  # steps 0-3, each logged once
     columns = ["train/loss", "train/reward_mean", "train/weight_std", "train/reward_calls"]
+    columns += ["train/data_alpha"] if "reg.data_target=0.99" in anchor else []
     pd.testing.assert_frame_equal(
         resumed.loc[straight.index, columns], straight[columns], rtol=1e-5
     )

@@ -1,10 +1,12 @@
+import math
+
 import pytest
 import pytorch_lightning as pl
 import torch
 
 from gempo.errors import GempoError
 from gempo.losses import GeMPOObjective
-from gempo.module import ContextStream, DataReplay, GeMPOModule, fit_steps
+from gempo.module import AnchorController, ContextStream, DataReplay, GeMPOModule, fit_steps
 from gempo.toys import ModesBandit2D, MotifBandit, run_toy
 from gempo.weights import ExpWeight, LinearWeight
 
@@ -40,12 +42,12 @@ def fit(module: GeMPOModule, steps: int) -> None:
     fit_steps(module, steps, groups=2)
 
 
-def make_module(reward=None, **kwargs) -> GeMPOModule:
+def make_module(reward=None, objective=None, **kwargs) -> GeMPOModule:
     toy = ModesBandit2D()
     return GeMPOModule(
         policy=toy.base_policy(hidden=16),
         reward=reward or toy,
-        objective=GeMPOObjective(LinearWeight()),
+        objective=objective or GeMPOObjective(LinearWeight()),
         optimizer=lambda params: torch.optim.Adam(params, lr=1e-2),
         group_size=8,
         **kwargs,
@@ -147,6 +149,45 @@ def test_data_replay_changes_nothing_without_a_data_weight():
     anchored.objective.data_alpha = 1.0
     fit(anchored, 3)
     assert not same_parameters(plain.policy, anchored.policy)
+
+
+def test_anchor_controller_raises_the_weight_while_the_samples_drift():
+    closeness = {"value": 0.3}
+    control = AnchorController(lambda x: closeness["value"], target=0.5, rate=2.0, low=0.01)
+    x = torch.zeros(4, 2)
+    assert control.update(0.02, x) == pytest.approx(0.02 * math.exp(0.4))  # too far: up
+    closeness["value"] = 0.7
+    assert control.update(0.02, x) == pytest.approx(0.02 * math.exp(-0.4))  # close: down
+    closeness["value"] = 10.0
+    assert control.update(0.02, x) == 0.01  # never below the floor
+    closeness["value"] = -10.0
+    assert control.update(0.02, x) == 1.0  # nor above the ceiling
+    for kwargs, message in (({"rate": 0.0}, "data_rate must be > 0"), ({"low": 0.0}, "0 < low")):
+        with pytest.raises(GempoError, match=message):
+            AnchorController(lambda x: 0.0, target=0.5, **kwargs)
+    with pytest.raises(GempoError, match="needs data to replay and reg.data > 0"):
+        make_module(anchor=control)
+
+
+def test_adaptive_anchor_holds_the_policy_near_its_data():
+    # the data: the base policy's own N(0, I); the reward pulls the flow to the mode at (1.5, 1.5)
+    data = DataReplay(torch.randn(512, 2), batch_size=64)
+
+    def closeness(x: torch.Tensor) -> float:  # minus the batch mean's distance from the data's
+        return -x.mean(0).norm().item()
+
+    def final_drift(anchor: AnchorController | None) -> tuple[float, GeMPOModule]:
+        torch.manual_seed(0)
+        objective = GeMPOObjective(LinearWeight(), data_alpha=1e-3)
+        module = make_module(objective=objective, data=data, anchor=anchor)
+        fit(module, 120)
+        return -closeness(module.behaviour.sample(torch.zeros(256, 0))), module
+
+    fixed, _ = final_drift(None)
+    held, module = final_drift(AnchorController(closeness, target=-0.5, rate=5.0, high=10.0))
+    assert fixed > 1.0, "the tiny fixed anchor lets the reward pull the flow away"
+    assert held < 0.75 and held < fixed - 0.5
+    assert module.objective.data_alpha > 2e-3, "held above its floor of 1e-3"
 
 
 def test_resumed_training_repeats_the_uninterrupted_run(tmp_path):
