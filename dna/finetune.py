@@ -71,7 +71,13 @@ from dna.rewards import OracleReward
 from dna.sequences import atomic_output, encode, write_fasta
 from gempo.errors import GempoError, exit_on_user_error
 from gempo.losses import GeMPOObjective, ReweightedLoss
-from gempo.module import AnchorController, ContextStream, DataReplay, GeMPOModule
+from gempo.module import (
+    AnchorController,
+    BestFeasibleSnapshot,
+    ContextStream,
+    DataReplay,
+    GeMPOModule,
+)
 
 log = logging.getLogger(__name__)
 
@@ -80,10 +86,9 @@ class DNAGeMPOModule(GeMPOModule):
     """:class:`~gempo.module.GeMPOModule` plus the DNA run's bookkeeping.
 
     - logs ``train/diversity`` (mean pairwise Hamming distance of each behaviour batch, as a
-      fraction of the length) and, given ``reference_kmers`` (the reference set's 3-mer counts
-      ``(64,)``), ``train/kmer3_corr`` (the batch's 3-mer Pearson correlation to them: the drift
-      away from natural sequence statistics); the core logs ``train/reward_calls`` (oracle
-      calls so far);
+      fraction of the length); the core logs ``train/reward_calls`` (oracle calls so far) and,
+      with :func:`kmer3_closeness` as its ``closeness``, ``train/kmer3_corr`` (the drift away
+      from natural sequence statistics);
     - saves ``checkpoint_path`` every ``checkpoint_every`` steps and at the last step (the core
       has already updated the EMA and refreshed the behaviour policy in ``optimizer_step``, and
       adds the RNG states), with the generator's constructor arguments, so a resumed run
@@ -95,7 +100,6 @@ class DNAGeMPOModule(GeMPOModule):
         *args: Any,
         checkpoint_path: Path | None = None,
         checkpoint_every: int = 0,
-        reference_kmers: np.ndarray | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -103,13 +107,10 @@ class DNAGeMPOModule(GeMPOModule):
             raise GempoError(f"checkpoint_every must be >= 0, got {checkpoint_every}")
         self.checkpoint_path = checkpoint_path
         self.checkpoint_every = checkpoint_every
-        self.reference_kmers = reference_kmers
 
     def score(self, cond: Tensor, x: Tensor) -> Tensor:
         rewards = super().score(cond, x)
         self.log("train/diversity", mean_pairwise_hamming(x))
-        if self.reference_kmers is not None:
-            self.log("train/kmer3_corr", kmer3_closeness(self.reference_kmers)(x))
         return rewards
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
@@ -151,6 +152,11 @@ def validate_finetune_config(cfg: DictConfig) -> None:
         )
     if not 0.0 < float(cfg.reg.data_top) <= 1.0:
         raise GempoError(f"reg.data_top must be in (0, 1], got {cfg.reg.data_top}")
+    selection = cfg.final.min_kmer3_corr
+    if selection is not None and not -1.0 <= float(selection) <= 1.0:
+        raise GempoError(
+            f"final.min_kmer3_corr must be a correlation in [-1, 1] or null, got {selection}"
+        )
 
 
 def load_oracles(cfg: DictConfig) -> Any:
@@ -202,7 +208,8 @@ def build_module(
 ) -> DNAGeMPOModule:
     """The GeMPO LightningModule from config (weight, normalization, loss, reg, schedule);
     ``reference_kmers``: the 3-mer counts ``(64,)`` the batches' 3-mer correlation is logged
-    against; ``data``: the world's sequences (column ``seq``), replayed when ``reg.data > 0``."""
+    against (the closeness that ``reg.data_target`` and ``final.min_kmer3_corr`` use); ``data``:
+    the world's sequences (column ``seq``), replayed when ``reg.data > 0``."""
     objective = GeMPOObjective(
         weight=instantiate(cfg.weight),
         normalization=cfg.normalization,
@@ -221,13 +228,17 @@ def build_module(
         replay = DataReplay(encode(sequences), batch_size=int(cfg.reg.data_batch))
     anchor = None
     if cfg.reg.data_target is not None:
-        if reference_kmers is None:
-            raise GempoError("reg.data_target needs the reference set's 3-mer counts")
         anchor = AnchorController(
-            kmer3_closeness(reference_kmers),
             target=float(cfg.reg.data_target),
             rate=float(cfg.reg.data_rate),
             low=float(cfg.reg.data),  # the floor it starts from
+        )
+    select = None
+    if cfg.final.min_kmer3_corr is not None:
+        select = BestFeasibleSnapshot(min_closeness=float(cfg.final.min_kmer3_corr))
+    if reference_kmers is None and (anchor is not None or select is not None):
+        raise GempoError(
+            "reg.data_target and final.min_kmer3_corr need the reference set's 3-mer counts"
         )
     return DNAGeMPOModule(
         policy=generator,
@@ -241,9 +252,11 @@ def build_module(
         updates_per_batch=int(cfg.updates_per_batch),
         checkpoint_path=run_dir / "checkpoints" / "last.ckpt",
         checkpoint_every=int(cfg.checkpoint_every),
-        reference_kmers=reference_kmers,
         data=replay,
+        closeness=kmer3_closeness(reference_kmers) if reference_kmers is not None else None,
+        closeness_key="kmer3_corr",
         anchor=anchor,
+        select=select,
     )
 
 
@@ -256,10 +269,16 @@ def write_samples(scores: Any, run_dir: Path) -> None:
     write_fasta(run_dir / "samples.fasta", scores["seq"].tolist(), ids)
 
 
-def plot_training_curve(metrics_csv: Path, path: Path, threshold: float | None = None) -> Path:
+def plot_training_curve(
+    metrics_csv: Path,
+    path: Path,
+    threshold: float | None = None,
+    selected_step: int | None = None,
+) -> Path:
     """``reward_curve.png``: the behaviour batches' reward (median, mean, max), diversity and
     3-mer correlation to the reference against oracle calls, from the run's ``metrics.csv``;
-    ``threshold`` as a dashed line."""
+    ``threshold`` as a dashed line, the batch of ``selected_step`` (``final.min_kmer3_corr``)
+    as a dotted one."""
     from matplotlib.figure import Figure  # no pyplot: leaves the caller's backend alone
 
     logged = pd.read_csv(metrics_csv).dropna(subset=["train/reward_mean"])
@@ -272,14 +291,16 @@ def plot_training_curve(metrics_csv: Path, path: Path, threshold: float | None =
     if threshold is not None:
         reward.axhline(threshold, color="k", ls="--", lw=1, label="99.9th pct of the data")
     reward.set(xlabel="oracle calls", ylabel="reward (fine-tune oracle)", title="behaviour batch")
-    reward.legend(fontsize=8)
     diversity.plot(calls, batches["train/diversity"], color="tab:green", label="pairwise Hamming")
     if "train/kmer3_corr" in batches:
         diversity.plot(calls, batches["train/kmer3_corr"], color="tab:purple", label="3-mer corr")
         diversity.axhline(0.5, color="k", ls="--", lw=1, label="3-mer check (0.5)")
     diversity.set(xlabel="oracle calls", ylim=(0, 1), title="sequence statistics")
-    diversity.legend(fontsize=8)
+    selected = logged.loc[logged["step"] == selected_step, "train/reward_calls"]
     for ax in (reward, diversity):
+        if not selected.empty:
+            ax.axvline(selected.iloc[0], color="tab:red", ls=":", lw=1.5, label="selected batch")
+        ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
     fig.tight_layout()
     with atomic_output(path) as tmp:
@@ -327,7 +348,8 @@ def evaluation_world(
 def final_evaluation(
     cfg: DictConfig, module: DNAGeMPOModule, world: EvaluationWorld, run_dir: Path
 ) -> dict[str, Any]:
-    """Sample ``final.num_samples`` sequences from the EMA policy, score and write them, and
+    """Sample ``final.num_samples`` sequences from the module's sampling policy (the selected
+    snapshot with ``final.min_kmer3_corr``, else the EMA), score and write them, and
     compare with the pretrained model; returns the summary. Sampling and scoring run on the
     module's device (move the module, the oracles and ``world.pretrained`` there first)."""
     started = time.time()
@@ -353,6 +375,24 @@ def final_evaluation(
         "checks": threshold_checks(rows, world),
         "final_seconds": round(time.time() - started, 1),
     }
+
+
+def sampled_from(summary: dict[str, Any]) -> str:
+    """Which generator the final samples came from, in words."""
+    selected = summary["selected"]
+    if selected is None:
+        return "the EMA generator at the end of the run"
+    if selected["step"] is None:
+        return (
+            f"the EMA generator at the end (no batch reached a 3-mer correlation of "
+            f"{selected['min_closeness']})"
+        )
+    return (
+        f"the behaviour policy of step {selected['step']} (batch median reward "
+        f"{selected['batch_reward_median']:.2f}, batch 3-mer correlation "
+        f"{selected['batch_closeness']:.3f}: the best batch with a 3-mer correlation >= "
+        f"{selected['min_closeness']})"
+    )
 
 
 def finetune(cfg: DictConfig) -> dict[str, Any]:
@@ -387,6 +427,7 @@ def finetune(cfg: DictConfig) -> dict[str, Any]:
         "reg_data_top": float(cfg.reg.data_top),
         "reg_data_target": cfg.reg.data_target,
         "final_data_alpha": module.objective.data_alpha,
+        "selected": module.select.summary() if module.select is not None else None,
         "optimizer_steps": trainer.global_step,
         "oracle_calls": int(module.samples_scored),
         "train_seconds": round(train_seconds, 1),
@@ -398,15 +439,20 @@ def finetune(cfg: DictConfig) -> dict[str, Any]:
     summary.update(final_evaluation(cfg, module.to(device), world, run_dir))
     summary["total_seconds"] = round(time.time() - started, 1)
     plot_training_curve(
-        run_dir / "logs" / "csv" / "metrics.csv", run_dir / "reward_curve.png", summary["threshold"]
+        run_dir / "logs" / "csv" / "metrics.csv",
+        run_dir / "reward_curve.png",
+        summary["threshold"],
+        (summary["selected"] or {}).get("step"),
     )
     write_json(run_dir / "summary.json", summary)
     table = format_markdown(list(summary["rows"].values()))
     with atomic_output(run_dir / "summary.md") as tmp:
         tmp.write_text(
             f"{summary['command']}\n\nthreshold (99.9th percentile of the data): "
-            f"{summary['threshold']:.3f}\n\n{table}\nchecks: {summary['checks']}\n"
+            f"{summary['threshold']:.3f}\n\nsampled from: {sampled_from(summary)}\n\n{table}\n"
+            f"checks: {summary['checks']}\n"
         )
+    print(f"sampled from: {sampled_from(summary)}")
     print(table)
     print(f"checks: {summary['checks']}")
     return summary

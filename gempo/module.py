@@ -88,36 +88,74 @@ class DataReplay:
 class AnchorController:
     """Adapts the data anchor's weight so that the behaviour samples stay about ``target`` close
     to the data (the adaptive KL coefficient of PPO, applied to the anchor): after each scored
-    batch ``x``, ``alpha <- clip(alpha * exp(rate * (target - closeness(x))), low, high)``. The
-    weight grows while the samples drift further than the target allows and decays while they
-    are closer, so the reward is free to climb as long as the constraint holds.
-
-    ``closeness``: samples ``(batch, ...)`` -> a number, higher = closer to the data (e.g. a
-    correlation of sequence statistics to a reference set).
+    batch, ``alpha <- clip(alpha * exp(rate * (target - closeness)), low, high)``, where
+    ``closeness`` is the module's ``closeness(x)`` of the batch (higher = closer to the data).
+    The weight grows while the samples drift further than the target allows and decays while
+    they are closer, so the reward is free to climb as long as the constraint holds.
     """
 
     def __init__(
-        self,
-        closeness: Callable[[Tensor], float],
-        target: float,
-        rate: float = 5.0,
-        low: float = 1e-3,
-        high: float = 1.0,
+        self, target: float, rate: float = 5.0, low: float = 1e-3, high: float = 1.0
     ) -> None:
         if rate <= 0:
             raise GempoError(f"reg.data_rate must be > 0, got {rate}")
         if not 0 < low <= high:
             raise GempoError(f"anchor bounds must satisfy 0 < low <= high, got {low}, {high}")
-        self.closeness = closeness
         self.target = target
         self.rate = rate
         self.low = low
         self.high = high
 
-    def update(self, alpha: float, x: Tensor) -> float:
-        """The next anchor weight after scoring the behaviour batch ``x``."""
-        step = math.exp(self.rate * (self.target - float(self.closeness(x))))
+    def update(self, alpha: float, closeness: float) -> float:
+        """The next anchor weight after a behaviour batch with this ``closeness``."""
+        step = math.exp(self.rate * (self.target - closeness))
         return min(self.high, max(self.low, alpha * step))
+
+
+class BestFeasibleSnapshot:
+    """Model selection on training signals: keeps a copy of the behaviour policy that drew the
+    best batch so far among the *feasible* ones, those whose ``closeness`` is at least
+    ``min_closeness``; best = the highest median reward. An online run under a constraint
+    oscillates around it (reward climbs, the constraint pulls back), so where it happens to end
+    is partly luck; the snapshot is the best state it passed through that met the constraint.
+    Only the batch's reward and closeness are used (no held-out evaluation)."""
+
+    def __init__(self, min_closeness: float) -> None:
+        self.min_closeness = min_closeness
+        self.reward = -math.inf
+        self.closeness = math.nan
+        self.step: int | None = None
+        self.state: dict[str, Tensor] | None = None
+
+    def observe(
+        self, policy: torch.nn.Module, rewards: Tensor, closeness: float, step: int
+    ) -> None:
+        """``policy`` drew a batch with ``rewards`` (any shape) and ``closeness`` at ``step``."""
+        reward = float(rewards.median())
+        if closeness >= self.min_closeness and reward > self.reward:
+            self.reward, self.closeness, self.step = reward, closeness, step
+            self.state = {k: v.detach().cpu().clone() for k, v in policy.state_dict().items()}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "reward": self.reward,
+            "closeness": self.closeness,
+            "step": self.step,
+            "state": self.state,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.reward, self.closeness = state["reward"], state["closeness"]
+        self.step, self.state = state["step"], state["state"]
+
+    def summary(self) -> dict[str, Any]:
+        """What was selected, for a run's summary (``step`` None: no batch was feasible)."""
+        return {
+            "min_closeness": self.min_closeness,
+            "step": self.step,
+            "batch_reward_median": self.reward if self.step is not None else None,
+            "batch_closeness": self.closeness if self.step is not None else None,
+        }
 
 
 class GeMPOModule(pl.LightningModule):
@@ -139,14 +177,21 @@ class GeMPOModule(pl.LightningModule):
             the expensive part; >1 fits each target measure more closely per oracle call).
         data: replayed data samples for the objective's data anchor (used when
             ``objective.data_alpha > 0``).
+        closeness: behaviour samples ``(batch, ...)`` -> a number, higher = closer to the data
+            (e.g. a correlation of sequence statistics to a reference set); computed once per
+            scored batch, logged as ``train/<closeness_key>``, and read by ``anchor`` and
+            ``select``.
         anchor: adapts ``objective.data_alpha`` after each scored batch (``None``: it stays
-            fixed); needs ``data``.
+            fixed); needs ``data`` and ``closeness``.
+        select: keeps the best feasible behaviour policy, which :meth:`sampling_policy` then
+            returns; needs ``closeness``.
     """
 
     BATCH_KEY = "gempo_behaviour_batch"
     RNG_KEY = "gempo_rng_state"
     CUDA_RNG_KEY = "gempo_cuda_rng_state"
     DATA_ALPHA_KEY = "gempo_data_alpha"
+    SELECT_KEY = "gempo_selected"
 
     def __init__(
         self,
@@ -160,7 +205,10 @@ class GeMPOModule(pl.LightningModule):
         ema_decay: float | None = None,
         updates_per_batch: int = 1,
         data: DataReplay | None = None,
+        closeness: Callable[[Tensor], float] | None = None,
+        closeness_key: str = "closeness",
         anchor: AnchorController | None = None,
+        select: BestFeasibleSnapshot | None = None,
     ) -> None:
         super().__init__()
         if updates_per_batch < 1:
@@ -173,6 +221,8 @@ class GeMPOModule(pl.LightningModule):
             raise GempoError(f"ema_decay must be in (0, 1) or null, got {ema_decay}")
         if anchor is not None and (data is None or objective.data_alpha <= 0):
             raise GempoError("an adaptive data anchor needs data to replay and reg.data > 0")
+        if closeness is None and (anchor is not None or select is not None):
+            raise GempoError("an adaptive anchor or a feasible-snapshot selection needs closeness")
         self.policy = policy
         self.behaviour = freeze(copy.deepcopy(policy))
         self.reward = freeze(reward) if isinstance(reward, torch.nn.Module) else reward
@@ -190,7 +240,10 @@ class GeMPOModule(pl.LightningModule):
             freeze(self.ema)
         self.updates_per_batch = updates_per_batch
         self.data = data
+        self.closeness = closeness
+        self.closeness_key = closeness_key
         self.anchor = anchor
+        self.select = select
         self.register_buffer("optimizer_steps", torch.zeros((), dtype=torch.long))
         self.register_buffer("samples_scored", torch.zeros((), dtype=torch.long))
         self.batch: tuple[Tensor, Tensor, Tensor] | None = None
@@ -198,7 +251,12 @@ class GeMPOModule(pl.LightningModule):
         self._restored_rng: tuple[Tensor | None, list[Tensor] | None] | None = None
 
     def sampling_policy(self) -> GenerativePolicy:
-        """The policy to draw final samples from: the EMA when kept, else the policy."""
+        """The policy to draw final samples from: the ``select`` snapshot when one was taken,
+        else the EMA when kept, else the policy."""
+        if self.select is not None and self.select.state is not None:
+            selected = copy.deepcopy(self.policy)
+            selected.load_state_dict(self.select.state)
+            return freeze(selected)
         return self.ema.module if self.ema is not None else self.policy
 
     def score(self, cond: Tensor, x: Tensor) -> Tensor:
@@ -215,9 +273,19 @@ class GeMPOModule(pl.LightningModule):
             rewards = rearrange(self.score(cond, x), "(g n) -> g n", n=self.group_size)
             self.samples_scored += x.shape[0]
             self.batch = (cond, x, rewards)
-            if self.anchor is not None:
-                self.objective.data_alpha = self.anchor.update(self.objective.data_alpha, x)
+            if self.closeness is not None:
+                self.track_closeness(x, rewards)
         return self.batch
+
+    def track_closeness(self, x: Tensor, rewards: Tensor) -> None:
+        """Log the new behaviour batch's closeness, adapt the anchor and offer the behaviour
+        policy to the selection."""
+        closeness = float(self.closeness(x))
+        self.log(f"train/{self.closeness_key}", closeness)
+        if self.anchor is not None:
+            self.objective.data_alpha = self.anchor.update(self.objective.data_alpha, closeness)
+        if self.select is not None:
+            self.select.observe(self.behaviour, rewards, closeness, int(self.optimizer_steps))
 
     def training_step(self, contexts: Tensor, batch_idx: int) -> Tensor:
         cond, x, rewards = self.behaviour_batch(contexts)
@@ -246,11 +314,13 @@ class GeMPOModule(pl.LightningModule):
             self.behaviour.load_state_dict(self.policy.state_dict())
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """The batch being fitted, the data anchor's weight (adapted by ``anchor``) and the RNG
-        states (CPU, and GPU when in use): sampling, path times and data replay all draw from
-        them, so a resumed run repeats the rest."""
+        """The batch being fitted, the data anchor's weight (adapted by ``anchor``), the
+        selected snapshot and the RNG states (CPU, and GPU when in use): sampling, path times
+        and data replay all draw from them, so a resumed run repeats the rest."""
         checkpoint[self.BATCH_KEY] = self.batch
         checkpoint[self.DATA_ALPHA_KEY] = self.objective.data_alpha
+        if self.select is not None:
+            checkpoint[self.SELECT_KEY] = self.select.state_dict()
         checkpoint[self.RNG_KEY] = torch.get_rng_state()
         if torch.cuda.is_initialized():
             checkpoint[self.CUDA_RNG_KEY] = torch.cuda.get_rng_state_all()
@@ -258,6 +328,8 @@ class GeMPOModule(pl.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.batch = checkpoint.get(self.BATCH_KEY)
         self.objective.data_alpha = checkpoint.get(self.DATA_ALPHA_KEY, self.objective.data_alpha)
+        if self.select is not None and self.SELECT_KEY in checkpoint:
+            self.select.load_state_dict(checkpoint[self.SELECT_KEY])
         self._restored_rng = (checkpoint.get(self.RNG_KEY), checkpoint.get(self.CUDA_RNG_KEY))
 
     def on_train_start(self) -> None:

@@ -156,6 +156,7 @@ def test_anchor_replays_the_most_active_fraction_under_the_objective() -> None:
         (2, 3, "reg.data=0.0"),
         (2, 3, "reg.data=0.5"),
         (1, 2, "reg.data=0.05 reg.data_target=0.99 reg.data_rate=0.5"),  # adapted weight: saved
+        (1, 3, "final.min_kmer3_corr=-1"),  # the selected snapshot is sampled at the end
     ],
 )
 def test_resume_continues_from_the_same_step_with_the_same_metrics(
@@ -171,7 +172,7 @@ def test_resume_continues_from_the_same_step_with_the_same_metrics(
         "final.num_samples=4",
         "final.compare_pretrained=false",
     ]
-    run([*quick, "trainer.max_steps=4"])
+    straight_summary = run([*quick, "trainer.max_steps=4"])
     straight = metrics_by_step(tmp_path / "logs" / "csv" / "metrics.csv")
     for leftover in ("logs", "checkpoints"):
         subprocess.run(["rm", "-r", str(tmp_path / leftover)], check=True)
@@ -187,6 +188,10 @@ def test_resume_continues_from_the_same_step_with_the_same_metrics(
     pd.testing.assert_frame_equal(
         resumed.loc[straight.index, columns], straight[columns], rtol=1e-5
     )
+    assert summary["selected"] == straight_summary["selected"]
+    if "min_kmer3_corr" in anchor:
+        tuned = summary["rows"]["finetuned"]
+        assert tuned == pytest.approx(straight_summary["rows"]["finetuned"], nan_ok=True)
 
 
 def test_bad_config_values_raise_one_clear_error(tiny: list[str], tmp_path: Path) -> None:
@@ -198,6 +203,8 @@ def test_bad_config_values_raise_one_clear_error(tiny: list[str], tmp_path: Path
         run([*tiny, "model.channels=32"])
     with pytest.raises(GempoError, match=r"resume='/nowhere.ckpt': checkpoint file not found"):
         run([*tiny, "resume=/nowhere.ckpt"])
+    with pytest.raises(GempoError, match=r"final.min_kmer3_corr must be .* \[-1, 1\] .*got 2"):
+        run([*tiny, "final.min_kmer3_corr=2"])
 
 
 @pytest.mark.slow

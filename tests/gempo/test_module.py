@@ -1,3 +1,4 @@
+import copy
 import math
 
 import pytest
@@ -6,7 +7,14 @@ import torch
 
 from gempo.errors import GempoError
 from gempo.losses import GeMPOObjective
-from gempo.module import AnchorController, ContextStream, DataReplay, GeMPOModule, fit_steps
+from gempo.module import (
+    AnchorController,
+    BestFeasibleSnapshot,
+    ContextStream,
+    DataReplay,
+    GeMPOModule,
+    fit_steps,
+)
 from gempo.toys import ModesBandit2D, MotifBandit, run_toy
 from gempo.weights import ExpWeight, LinearWeight
 
@@ -152,21 +160,20 @@ def test_data_replay_changes_nothing_without_a_data_weight():
 
 
 def test_anchor_controller_raises_the_weight_while_the_samples_drift():
-    closeness = {"value": 0.3}
-    control = AnchorController(lambda x: closeness["value"], target=0.5, rate=2.0, low=0.01)
-    x = torch.zeros(4, 2)
-    assert control.update(0.02, x) == pytest.approx(0.02 * math.exp(0.4))  # too far: up
-    closeness["value"] = 0.7
-    assert control.update(0.02, x) == pytest.approx(0.02 * math.exp(-0.4))  # close: down
-    closeness["value"] = 10.0
-    assert control.update(0.02, x) == 0.01  # never below the floor
-    closeness["value"] = -10.0
-    assert control.update(0.02, x) == 1.0  # nor above the ceiling
+    control = AnchorController(target=0.5, rate=2.0, low=0.01)
+    assert control.update(0.02, 0.3) == pytest.approx(0.02 * math.exp(0.4))  # too far: up
+    assert control.update(0.02, 0.7) == pytest.approx(0.02 * math.exp(-0.4))  # close: down
+    assert control.update(0.02, 10.0) == 0.01  # never below the floor
+    assert control.update(0.02, -10.0) == 1.0  # nor above the ceiling
     for kwargs, message in (({"rate": 0.0}, "data_rate must be > 0"), ({"low": 0.0}, "0 < low")):
         with pytest.raises(GempoError, match=message):
-            AnchorController(lambda x: 0.0, target=0.5, **kwargs)
+            AnchorController(target=0.5, **kwargs)
     with pytest.raises(GempoError, match="needs data to replay and reg.data > 0"):
-        make_module(anchor=control)
+        make_module(anchor=control, closeness=lambda x: 0.0)
+    data = DataReplay(torch.zeros(4, 2))
+    objective = GeMPOObjective(LinearWeight(), data_alpha=0.1)
+    with pytest.raises(GempoError, match="needs closeness"):
+        make_module(anchor=control, data=data, objective=objective)
 
 
 def test_adaptive_anchor_holds_the_policy_near_its_data():
@@ -179,15 +186,61 @@ def test_adaptive_anchor_holds_the_policy_near_its_data():
     def final_drift(anchor: AnchorController | None) -> tuple[float, GeMPOModule]:
         torch.manual_seed(0)
         objective = GeMPOObjective(LinearWeight(), data_alpha=1e-3)
-        module = make_module(objective=objective, data=data, anchor=anchor)
+        module = make_module(objective=objective, data=data, anchor=anchor, closeness=closeness)
         fit(module, 120)
         return -closeness(module.behaviour.sample(torch.zeros(256, 0))), module
 
     fixed, _ = final_drift(None)
-    held, module = final_drift(AnchorController(closeness, target=-0.5, rate=5.0, high=10.0))
+    held, module = final_drift(AnchorController(target=-0.5, rate=5.0, high=10.0))
     assert fixed > 1.0, "the tiny fixed anchor lets the reward pull the flow away"
     assert held < 0.75 and held < fixed - 0.5
     assert module.objective.data_alpha > 2e-3, "held above its floor of 1e-3"
+
+
+def test_selection_keeps_the_best_batch_that_meets_the_constraint():
+    select = BestFeasibleSnapshot(min_closeness=0.5)
+    policy = torch.nn.Linear(2, 1)
+    offered = []
+    # (median reward, closeness): the best feasible is the third; the fourth is better, too far
+    for step, (reward, closeness) in enumerate([(1.0, 0.9), (0.5, 0.8), (2.0, 0.6), (9.0, 0.4)]):
+        with torch.no_grad():
+            policy.weight.fill_(step)
+        offered.append(copy.deepcopy(policy.state_dict()))
+        select.observe(policy, torch.tensor([[reward - 1, reward, reward + 5]]), closeness, step)
+    assert select.step == 2 and select.reward == 2.0 and select.closeness == 0.6
+    assert torch.equal(select.state["weight"], offered[2]["weight"])
+    restored = BestFeasibleSnapshot(min_closeness=0.5)
+    restored.load_state_dict(select.state_dict())
+    assert restored.summary() == select.summary()
+    assert BestFeasibleSnapshot(0.95).summary()["step"] is None
+
+
+def test_module_samples_the_selected_behaviour_policy():
+    # feasible = the batch mean near the origin: early batches only, as the flow drifts away
+    behaviour_at: dict[int, torch.nn.Module] = {}
+
+    def make(min_closeness: float) -> GeMPOModule:
+        def closeness(x: torch.Tensor) -> float:  # also records the policy that drew x
+            behaviour_at[int(module.optimizer_steps)] = copy.deepcopy(module.behaviour)
+            return -x.mean(0).norm().item()
+
+        torch.manual_seed(0)
+        module = make_module(
+            ema_decay=0.5, closeness=closeness, select=BestFeasibleSnapshot(min_closeness)
+        )
+        return module
+
+    module = make(min_closeness=-0.3)
+    fit(module, 6)
+    chosen = module.select.step
+    assert chosen is not None
+    assert same_parameters(module.sampling_policy(), behaviour_at[chosen])
+    assert not same_parameters(module.sampling_policy(), module.ema.module)
+    with pytest.raises(GempoError, match="needs closeness"):
+        make_module(select=BestFeasibleSnapshot(0.0))
+    never = make(min_closeness=10.0)
+    fit(never, 2)
+    assert never.sampling_policy() is never.ema.module  # nothing feasible: the EMA
 
 
 def test_resumed_training_repeats_the_uninterrupted_run(tmp_path):
@@ -204,17 +257,28 @@ def test_resumed_training_repeats_the_uninterrupted_run(tmp_path):
     def stream() -> torch.utils.data.DataLoader:
         return torch.utils.data.DataLoader(ContextStream(groups=2), batch_size=None)
 
-    torch.manual_seed(0)
-    straight = make_module(updates_per_batch=2, ema_decay=0.5)
-    trainer(5).fit(straight, stream())
+    def module() -> GeMPOModule:  # any statistic will do: here, the batch mean's norm
+        return make_module(
+            updates_per_batch=2,
+            ema_decay=0.5,
+            closeness=lambda x: x.mean(0).norm().item(),
+            select=BestFeasibleSnapshot(min_closeness=0.4),
+        )
 
     torch.manual_seed(0)
-    first = make_module(updates_per_batch=2, ema_decay=0.5)
+    straight = module()
+    trainer(7).fit(straight, stream())
+
+    torch.manual_seed(0)
+    first = module()
     interrupted = trainer(3)  # stops between the two updates of the second batch
     interrupted.fit(first, stream())
     interrupted.save_checkpoint(tmp_path / "last.ckpt")
     torch.manual_seed(123)  # whatever the RNG did since, the checkpoint's state is restored
-    resumed = make_module(updates_per_batch=2, ema_decay=0.5)
-    trainer(5).fit(resumed, stream(), ckpt_path=tmp_path / "last.ckpt")
+    resumed = module()
+    trainer(7).fit(resumed, stream(), ckpt_path=tmp_path / "last.ckpt")
     assert same_parameters(resumed.policy, straight.policy)
     assert same_parameters(resumed.ema, straight.ema)
+    assert straight.select.step is not None and straight.select.step < 3  # before the cut
+    assert resumed.select.summary() == straight.select.summary()
+    assert same_parameters(resumed.sampling_policy(), straight.sampling_policy())
