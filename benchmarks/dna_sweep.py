@@ -7,11 +7,11 @@ the default command's checks (eval-oracle median above the data's 99.9th percent
 correlation >= 0.5, App-Log-Lik within 15% of the pretrained model's). Writes
 ``benchmarks/results/<name>.{md,json}``::
 
-    # the data anchor's strength (docs/dna.md), 3 seeds, 2 runs at a time
-    python benchmarks/dna_sweep.py --name dna_anchor --jobs 2 \\
-        --variant "" --variant "reg.data=0.02" --variant "reg.data=0.02 trainer.max_steps=800"
+    # the defaults against a looser anchor target and no selection, 3 seeds, 2 runs at a time
+    python benchmarks/dna_sweep.py --name anchor_target --jobs 2 \\
+        --variant "" --variant "reg.data_target=0.6" --variant "final.min_kmer3_corr=null"
     # tabulate the finished runs already in --out, run nothing
-    python benchmarks/dna_sweep.py --name dna_anchor --report --variant "" ...
+    python benchmarks/dna_sweep.py --name anchor_target --report --variant "" ...
 
 Run folders: ``<out>/<name>/<variant slug>-seed<seed>``; a run whose ``summary.json`` exists is
 not run again. Runs use the configured accelerator (``trainer.accelerator=auto``: a GPU when

@@ -4,16 +4,17 @@ Rows: the pretrained model, best-of-N under the same oracle-call budget as fine-
 GeMPO with each weight scheme (``exp`` = softmax reweighting, the baseline the paper
 generalizes; ``linear`` and ``rank`` carry negative mass; ``linear_clip`` does not), each over
 several seeds. Every run is the real command line (``python -m dna.finetune`` /
-``python -m dna.evaluate``) on the shipped defaults with the budget overridden. Writes
+``python -m dna.evaluate``) on the shipped defaults with the budget overridden and without the
+data anchor or the final selection (``PLAIN``: the weight functions alone are compared). Writes
 ``benchmarks/results/dna_weights.{json,md}`` and ``docs/figures/dna_weights_reward.png``
 (reward of the behaviour samples vs. oracle calls, per scheme)::
 
     python benchmarks/dna_weights.py                         # 5 schemes x 3 seeds, default budget
     python benchmarks/dna_weights.py --batches 20 --seeds 0  # a quicker look
 
-The budget is counted in scored batches (``--batches`` x ``--group-size`` oracle calls per run);
-each batch is fitted with ``updates_per_batch`` optimizer steps as configured in
-``configs/dna_finetune.yaml``.
+The budget is counted in scored batches (``--batches`` x ``--group-size`` oracle calls per run;
+50 x 64 by default, as in ``benchmarks/results/dna_weights.md``); each batch is fitted with
+``updates_per_batch`` optimizer steps as configured in ``configs/dna_finetune.yaml``.
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 FIGURE = REPO / "docs" / "figures" / "dna_weights_reward.png"
 SCHEMES = ("exp", "linear", "linear_clip", "rank", "advantage")
+PLAIN = ("reg.data=0", "reg.data_target=null", "final.min_kmer3_corr=null")
+"""``dna.finetune`` overrides for every scheme: no data anchor, the final samples from the EMA at
+the end of the run (the shipped defaults add both; ``docs/dna.md``)."""
 METRICS = (
     "pred_activity",
     "pred_activity_ft",
@@ -75,6 +79,7 @@ def finetune_run(scheme: str, seed: int, budget: argparse.Namespace, out: Path) 
                 "final.compare_pretrained=false",
                 "trainer.enable_progress_bar=false",
                 f"hydra.run.dir={run_dir}",
+                *PLAIN,
                 *budget.extra,
             ],
             run_dir.with_suffix(".log"),
@@ -202,10 +207,7 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     defaults = OmegaConf.load(REPO / "configs" / "dna_finetune.yaml")
     parser.add_argument(
-        "--batches",
-        type=int,
-        default=int(defaults.trainer.max_steps) // int(defaults.updates_per_batch),
-        help="scored batches per fine-tuning run (default: the dna.finetune default budget)",
+        "--batches", type=int, default=50, help="scored batches per fine-tuning run"
     )
     parser.add_argument("--group-size", type=int, default=64, help="sequences scored per step")
     parser.add_argument("--sampling-steps", type=int, default=32, help="denoising steps, all rows")
@@ -238,7 +240,8 @@ def main() -> None:
         f"{budget.batches} batches x {budget.group_size} sequences = "
         f"{budget.batches * budget.group_size} oracle calls per run "
         f"({budget.updates_per_batch} updates per batch); {budget.num_samples} samples "
-        f"per row; mean ± std over the seeds counted in each row; extra overrides: "
+        f"per row; mean ± std over the seeds counted in each row; {' '.join(PLAIN)}; extra "
+        f"overrides: "
         f"{budget.extra or 'none'}; {np.mean(run_seconds or [0]):.0f} s per fine-tuning run "
         f"(mean, final evaluation included)."
     )

@@ -5,11 +5,14 @@ Each step the behaviour policy (a frozen copy of the generator, refreshed every
 ``refresh_every`` steps) samples ``groups x group_size`` sequences, the fine-tune oracle scores
 them (``cell=`` objective), rewards are normalized within each group and weighted by
 ``weight=`` (any of ``configs/weight/``), and the generator takes a reweighted masked-diffusion
-step, optionally regularized toward the pretrained model (``reg.alpha``); an EMA of the weights
-is what is sampled at the end. All of that is :class:`gempo.module.GeMPOModule`; this file adds
+step, optionally regularized toward the pretrained model (``reg.alpha``) and anchored on the
+most active data sequences (``reg.data``, adapted to hold the batches' 3-mer correlation to the
+reference near ``reg.data_target``). The final samples come from the behaviour policy of the
+best-rewarded batch whose 3-mer correlation reached ``final.min_kmer3_corr`` (null: from the EMA
+of the weights at the end). All of that is :class:`gempo.module.GeMPOModule`; this file adds
 the DNA reward, logging (reward, weights, negative mass, loss, diversity, 3-mer correlation to
-the reference, oracle calls),
-checkpoints with resume, and the final samples + evaluation::
+the reference, anchor weight, oracle calls), checkpoints with resume, and the final samples +
+evaluation::
 
     python -m dna.finetune oracle=pred_activity                    # defaults: cell=hepg2
     python -m dna.finetune weight=exp weight.tau=0.5 seed=1
@@ -17,8 +20,8 @@ checkpoints with resume, and the final samples + evaluation::
     python -m dna.finetune resume=true                             # continue an interrupted run
 
 Outputs in the run folder: ``checkpoints/last.ckpt``, ``logs/csv/metrics.csv``, TensorBoard
-events in ``logs/tensorboard``, ``generator.pt`` (the final EMA generator), ``samples.fasta``,
-``samples.csv``, ``reward_curve.png`` and ``summary.json`` / ``summary.md``.
+events in ``logs/tensorboard``, ``generator.pt`` (the generator the final samples come from),
+``samples.fasta``, ``samples.csv``, ``reward_curve.png`` and ``summary.json`` / ``summary.md``.
 """
 
 from __future__ import annotations
@@ -148,7 +151,8 @@ def validate_finetune_config(cfg: DictConfig) -> None:
     if cfg.reg.data_target is not None and not float(cfg.reg.data) > 0:
         raise GempoError(
             f"reg.data_target={cfg.reg.data_target} adapts the data anchor's weight upward "
-            f"from reg.data, which must be > 0, got {cfg.reg.data}"
+            f"from reg.data, which must be > 0, got {cfg.reg.data} (no anchor at all: "
+            "reg.data=0 reg.data_target=null)"
         )
     if not 0.0 < float(cfg.reg.data_top) <= 1.0:
         raise GempoError(f"reg.data_top must be in (0, 1], got {cfg.reg.data_top}")
@@ -232,6 +236,7 @@ def build_module(
             target=float(cfg.reg.data_target),
             rate=float(cfg.reg.data_rate),
             low=float(cfg.reg.data),  # the floor it starts from
+            high=max(1.0, float(cfg.reg.data)),
         )
     select = None
     if cfg.final.min_kmer3_corr is not None:

@@ -117,11 +117,17 @@ def test_finetune_raises_reward_and_writes_outputs(tiny: list[str], tmp_path: Pa
 
 
 def test_data_anchor_holds_the_generator_near_the_data(tiny: list[str], tmp_path: Path) -> None:
-    quick = [*tiny, "trainer.max_steps=15", "final.compare_pretrained=false"]
-    anchored = run([*quick, "reg.data=5.0", "reg.data_batch=32"])
+    quick = [
+        *tiny,
+        "trainer.max_steps=15",
+        "final.compare_pretrained=false",
+        "final.min_kmer3_corr=null",  # sample the end of the run
+        "reg.data_target=null",  # a fixed anchor weight
+    ]
+    anchored = run([*quick, "reg.data=5.0", "reg.data_batch=32", "reg.data_top=1"])
     logged = metrics_by_step(tmp_path / "logs" / "csv" / "metrics.csv")
     assert logged["train/data_loss"].notna().all()
-    free = run(quick)
+    free = run([*quick, "reg.data=0"])
     # the data are uniform random sequences (G share 0.25); the reward is the G share
     assert anchored["rows"]["finetuned"]["pred_activity"] < 0.3
     assert free["rows"]["finetuned"]["pred_activity"] > 0.35
@@ -129,6 +135,8 @@ def test_data_anchor_holds_the_generator_near_the_data(tiny: list[str], tmp_path
         run([*quick, "reg.data=-1"])
     with pytest.raises(GempoError, match=r"reg.data_top must be in \(0, 1\], got 0.0"):
         run([*quick, "reg.data=0.1", "reg.data_top=0.0"])
+    with pytest.raises(GempoError, match=r"must be > 0, got 0 \(no anchor at all: reg.data=0 reg"):
+        run([*tiny, "reg.data=0"])
 
 
 def test_anchor_replays_the_most_active_fraction_under_the_objective() -> None:
@@ -152,9 +160,9 @@ def test_anchor_replays_the_most_active_fraction_under_the_objective() -> None:
 @pytest.mark.parametrize(
     ("updates_per_batch", "interrupt", "anchor"),
     [
-        (1, 2, "reg.data=0.0"),
-        (2, 3, "reg.data=0.0"),
-        (2, 3, "reg.data=0.5"),
+        (1, 2, "reg.data=0.0 reg.data_target=null final.min_kmer3_corr=null"),  # no anchor
+        (2, 3, ""),  # the shipped defaults
+        (2, 3, "reg.data=0.5 reg.data_target=null"),  # a fixed anchor
         (1, 2, "reg.data=0.05 reg.data_target=0.99 reg.data_rate=0.5"),  # adapted weight: saved
         (1, 3, "final.min_kmer3_corr=-1"),  # the selected snapshot is sampled at the end
     ],
