@@ -382,16 +382,14 @@ def final_evaluation(
     }
 
 
-def sampled_from(summary: dict[str, Any]) -> str:
-    """Which generator the final samples came from, in words."""
-    selected = summary["selected"]
+def sampled_from(selected: dict[str, Any] | None, ema: bool) -> str:
+    """Which generator the final samples came from, in words; ``selected``: the summary's
+    ``selected`` entry, ``ema``: whether an EMA was kept."""
+    end = f"the {'EMA ' if ema else ''}generator at the end of the run"
     if selected is None:
-        return "the EMA generator at the end of the run"
+        return end
     if selected["step"] is None:
-        return (
-            f"the EMA generator at the end (no batch reached a 3-mer correlation of "
-            f"{selected['min_closeness']})"
-        )
+        return f"{end} (no batch reached a 3-mer correlation of {selected['min_closeness']})"
     return (
         f"the behaviour policy of step {selected['step']} (batch median reward "
         f"{selected['batch_reward_median']:.2f}, batch 3-mer correlation "
@@ -451,13 +449,14 @@ def finetune(cfg: DictConfig) -> dict[str, Any]:
     )
     write_json(run_dir / "summary.json", summary)
     table = format_markdown(list(summary["rows"].values()))
+    source = sampled_from(summary["selected"], ema=cfg.ema_decay is not None)
     with atomic_output(run_dir / "summary.md") as tmp:
         tmp.write_text(
             f"{summary['command']}\n\nthreshold (99.9th percentile of the data): "
-            f"{summary['threshold']:.3f}\n\nsampled from: {sampled_from(summary)}\n\n{table}\n"
+            f"{summary['threshold']:.3f}\n\nsampled from: {source}\n\n{table}\n"
             f"checks: {summary['checks']}\n"
         )
-    print(f"sampled from: {sampled_from(summary)}")
+    print(f"sampled from: {source}")
     print(table)
     print(f"checks: {summary['checks']}")
     return summary
