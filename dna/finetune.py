@@ -128,39 +128,52 @@ class DNAGeMPOModule(GeMPOModule):
         checkpoint[CHECKPOINT_KEY] = dict(self.policy.init_kwargs)
 
 
+def config_number(cfg: DictConfig, key: str, kind: type = float) -> Any:
+    """``cfg``'s value at ``key`` as a ``kind`` (int or float); a one-line error otherwise."""
+    value = OmegaConf.select(cfg, key)
+    try:
+        number = kind(value)
+    except (TypeError, ValueError):
+        number = None
+    if number is None or (kind is int and number != value):
+        raise GempoError(
+            f"{key} must be {'an integer' if kind is int else 'a number'}, got {value!r}"
+        )
+    return number
+
+
 def validate_finetune_config(cfg: DictConfig) -> None:
     """One-line errors for bad values, before anything heavy is built."""
-    checks = {
-        "groups": int(cfg.groups) >= 1,
-        "group_size": int(cfg.group_size) >= 1,
-        "trainer.max_steps": int(cfg.trainer.max_steps) >= 1,
-        "final.num_samples": int(cfg.final.num_samples) >= 1,
-        "final.batch_size": int(cfg.final.batch_size) >= 1,
-        "checkpoint_every": int(cfg.checkpoint_every) >= 0,
-        "loss_times": int(cfg.loss_times) >= 1,
-        "updates_per_batch": int(cfg.updates_per_batch) >= 1,
+    minimums = {
+        "groups": 1,
+        "group_size": 1,
+        "trainer.max_steps": 1,
+        "final.num_samples": 1,
+        "final.batch_size": 1,
+        "checkpoint_every": 0,
+        "loss_times": 1,
+        "updates_per_batch": 1,
     }
-    for key, ok in checks.items():
-        if not ok:
-            value = OmegaConf.select(cfg, key)
-            raise GempoError(
-                f"{key} must be >= {0 if key == 'checkpoint_every' else 1}, got {value}"
-            )
+    for key, minimum in minimums.items():
+        value = config_number(cfg, key, int)
+        if value < minimum:
+            raise GempoError(f"{key} must be >= {minimum}, got {value}")
     if cfg.normalization == "zscore" and int(cfg.group_size) < 2:
         raise GempoError("normalization=zscore needs group_size >= 2")
-    if cfg.reg.data_target is not None and not float(cfg.reg.data) > 0:
+    data = config_number(cfg, "reg.data")
+    if cfg.reg.data_target is not None and not data > 0:
         raise GempoError(
             f"reg.data_target={cfg.reg.data_target} adapts the data anchor's weight upward "
             f"from reg.data, which must be > 0, got {cfg.reg.data} (no anchor at all: "
             "reg.data=0 reg.data_target=null)"
         )
-    if not 0.0 < float(cfg.reg.data_top) <= 1.0:
+    if not 0.0 < config_number(cfg, "reg.data_top") <= 1.0:
         raise GempoError(f"reg.data_top must be in (0, 1], got {cfg.reg.data_top}")
-    selection = cfg.final.min_kmer3_corr
-    if selection is not None and not -1.0 <= float(selection) <= 1.0:
-        raise GempoError(
-            f"final.min_kmer3_corr must be a correlation in [-1, 1] or null, got {selection}"
-        )
+    for key in ("reg.data_target", "final.min_kmer3_corr"):
+        if OmegaConf.select(cfg, key) is not None and not -1.0 <= config_number(cfg, key) <= 1.0:
+            raise GempoError(
+                f"{key} must be a correlation in [-1, 1] or null, got {OmegaConf.select(cfg, key)}"
+            )
 
 
 def load_oracles(cfg: DictConfig) -> Any:

@@ -218,6 +218,10 @@ def test_bad_config_values_raise_one_clear_error(tiny: list[str], tmp_path: Path
         run([*tiny, "resume=/nowhere.ckpt"])
     with pytest.raises(GempoError, match=r"final.min_kmer3_corr must be .* \[-1, 1\] .*got 2"):
         run([*tiny, "final.min_kmer3_corr=2"])
+    with pytest.raises(GempoError, match="final.min_kmer3_corr must be a number, got 'high'"):
+        run([*tiny, "final.min_kmer3_corr=high"])
+    with pytest.raises(GempoError, match="group_size must be an integer, got 2.5"):
+        run([*tiny, "group_size=2.5"])
 
 
 @pytest.mark.slow
