@@ -254,10 +254,6 @@ def build_module(
     select = None
     if cfg.final.min_kmer3_corr is not None:
         select = BestFeasibleSnapshot(min_closeness=float(cfg.final.min_kmer3_corr))
-    if reference_kmers is None and (anchor is not None or select is not None):
-        raise GempoError(
-            "reg.data_target and final.min_kmer3_corr need the reference set's 3-mer counts"
-        )
     return DNAGeMPOModule(
         policy=generator,
         reward=reward,
