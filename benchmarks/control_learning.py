@@ -1,12 +1,23 @@
-"""Learning curves of GeMPO (and the SAC baseline on the same critic, buffer and evaluation) on
-a short CPU budget, against a uniform-random policy under the same evaluation protocol.
+"""Learning at equal env steps: GeMPO (the CPU preset) vs this project's SAC, with
+Stable-Baselines3 SAC as the anchor for this project's SAC, under one evaluation protocol.
 
-    python benchmarks/control_learning.py --env inverted_pendulum --agent gempo --steps 8000
+    python benchmarks/control_learning.py run --envs hopper walker2d --seeds 0 1 2 \
+        --agents gempo_cpu sac sb3_sac --steps 100000 --jobs 2
+    python benchmarks/control_learning.py report
 
-Writes ``benchmarks/results/control_learning_<env>_<agent>.json`` (the curve, the budget, the
-settings and wall time) and, with ``--plot``, ``docs/figures/control_learning_<env>.png`` from
-every result file of that env. The sizes are a CPU budget (``CPU_BUDGET``), smaller than the
-defaults of ``configs/control_train.yaml``; the JSON records them.
+``run`` trains every (env, agent, seed) that has no result yet, ``--jobs`` at a time with one
+torch thread each, in ``--runs-dir`` (default ``outputs/benchmarks/control_learning``). This
+project's runs checkpoint at every evaluation and an interrupted one resumes from its last
+checkpoint (exactly: ``python -m control.train resume=...``); an SB3 run restarts. Each finished
+run writes ``benchmarks/results/control_learning/<env>_<agent>_seed<k>.json`` (the curves, the
+budget, the wall time, the machine). ``report`` reads those files and writes
+``benchmarks/results/control_learning.{md,json}`` and ``docs/figures/control_learning.png``:
+per env and agent the final return's mean and IQM over seeds with 95% stratified bootstrap
+intervals (``rliable``), for both evaluation rules.
+
+Protocol: ``--eval-every`` env steps, 10 episodes seeded ``seed + 10000 + i``; ``eval`` is each
+agent's evaluation rule (GeMPO: best of 10 samples by min-Q; SAC: the mean action), ``eval_raw``
+one plain policy sample for GeMPO (the mean action for SAC, as SAC has no other).
 """
 
 from __future__ import annotations
@@ -15,148 +26,277 @@ import argparse
 import json
 import os
 import platform
-import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 from hydra import compose, initialize_config_dir
+from matplotlib.figure import Figure
 
-from control.envs import ActionScaler, check_spaces, make_vector_env
-from control.metrics import plot_learning_curves, read_eval_curve
+from control.metrics import read_eval_curve
 from control.train import EVAL_SEED_OFFSET, train
+from gempo.errors import GempoError
 
 REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results"
-FIGURES = REPO / "docs" / "figures"
-
-CPU_BUDGET = [
-    "batch_size=64",
-    "critic.hidden=64",
-    "agent.actor.hidden=64",
-    "torch_threads=1",
-    "device=cpu",
-    "progress=false",
-    "eval_episodes=10",
-]
-GEMPO_CPU = ["agent.actor.depth=2", "agent.actor.steps=5", "agent.actor.group_size=8"]
+RESULTS = REPO / "benchmarks" / "results" / "control_learning"
+FIGURE = REPO / "docs" / "figures" / "control_learning.png"
+COMMON = ["device=cpu", "torch_threads=1", "progress=false", "eval_episodes=10"]
 
 
-def random_policy_return(env_id: str, episodes: int, seed: int) -> tuple[float, float]:
-    """Mean and std return of uniform random actions, episodes seeded as in evaluation."""
-    envs = make_vector_env(env_id, episodes)
-    spaces = check_spaces(env_id, envs.single_observation_space, envs.single_action_space)
-    scaler, rng = ActionScaler(spaces.low, spaces.high), np.random.default_rng(seed)
-    returns, running = np.zeros(episodes), np.ones(episodes, dtype=bool)
-    envs.reset(seed=seed)
-    while running.any():
-        _, rewards, terminated, truncated, _ = envs.step(
-            scaler.to_env(rng.uniform(-1, 1, (episodes, spaces.act_dim)))
-        )
-        returns += rewards * running
-        running &= ~(terminated | truncated)
-    envs.close()
-    return float(returns.mean()), float(returns.std())
-
-
-def run(
-    env: str, agent: str, weight: str, steps: int, learning_starts: int, eval_every: int, seed: int
-) -> dict:
+def compose_cfg(env: str, agent: str, seed: int, steps: int, eval_every: int):
     overrides = [
         f"env={env}",
         f"agent={agent}",
-        f"weight={weight}",
-        f"total_steps={steps}",
         f"seed={seed}",
-        f"learning_starts={learning_starts}",
+        f"total_steps={steps}",
         f"eval_every={eval_every}",
-        *CPU_BUDGET,
-        *(GEMPO_CPU if agent == "gempo" else []),
+        *COMMON,
     ]
     with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-        cfg = compose("control_train", overrides=overrides)
+        return compose("control_train", overrides=overrides), overrides
+
+
+def machine() -> str:
+    return f"{platform.machine()} CPU, {os.cpu_count()} cores, torch {torch.__version__}"
+
+
+def run_ours(env: str, agent: str, seed: int, steps: int, eval_every: int, runs: Path) -> dict:
+    """Train (or resume) one of this project's runs; its curves and counters."""
+    cfg, overrides = compose_cfg(env, agent, seed, steps, eval_every)
+    run_dir = runs / f"{env}_{agent}_seed{seed}"
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if last.is_file():
+        cfg.resume = str(run_dir)
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory() as run_dir:
-        result = train(cfg, Path(run_dir))
-        curve = read_eval_curve(Path(run_dir) / "metrics.csv")
+    result = train(cfg, run_dir)
     wall = time.perf_counter() - start
-    random_mean, random_std = random_policy_return(
-        cfg.env.id, int(cfg.eval_episodes), seed + EVAL_SEED_OFFSET
-    )
+    curves = {p: read_eval_curve(run_dir / "metrics.csv", p) for p in ("eval", "eval_raw")}
     return {
         "env": cfg.env.id,
         "agent": agent,
-        "weight": weight if agent == "gempo" else None,
         "seed": seed,
         "env_steps": result.env_step,
         "grad_updates": result.grad_updates,
         "overrides": overrides,
-        "wall_s": round(wall, 1),
-        "env_steps_per_s": round(result.env_step / wall, 2),
-        "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores",
-        "load_average_1min": os.getloadavg()[0],
-        "torch_threads": torch.get_num_threads(),
-        "random_return_mean": random_mean,
-        "random_return_std": random_std,
-        "final_return_mean": result.last_eval.return_mean,
-        "final_return_std": result.last_eval.return_std,
-        "best_return_mean": float(curve["return_mean"].max()),
-        "curve": curve.to_dict(orient="list"),
+        "wall_s_this_process": round(wall, 1),
+        "resumed": bool(cfg.get("resume")),
+        "curves": {p: c.to_dict(orient="list") for p, c in curves.items()},
     }
 
 
-def plot(env: str) -> Path:
-    curves, env_id = {}, env
-    for path in sorted(RESULTS.glob(f"control_learning_{env}_*.json")):
-        data = json.loads(path.read_text())
-        env_id = data["env"]
-        label = data["agent"] + (f" ({data['weight']})" if data["weight"] else "")
-        curves[label] = pd.DataFrame(data["curve"])
-    random_mean = data["random_return_mean"]
-    out = plot_learning_curves(
-        curves,
-        FIGURES / f"control_learning_{env}.png",
-        f"{env_id}, CPU budget (random: {random_mean:.0f})",
+def run_sb3(env: str, seed: int, steps: int, eval_every: int) -> dict:
+    """Stable-Baselines3 SAC (its defaults, ``learning_starts`` as ours), evaluated with its
+    deterministic (mean) action on the same seeded episodes."""
+    import gymnasium as gym
+    from stable_baselines3 import SAC
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    from control.envs import make_vector_env
+
+    cfg, _ = compose_cfg(env, "sac", seed, steps, eval_every)
+    eval_envs = make_vector_env(cfg.env.id, int(cfg.eval_episodes))
+    rows: list[dict] = []
+
+    def evaluate(model: SAC, env_step: int) -> None:
+        returns, running = np.zeros(eval_envs.num_envs), np.ones(eval_envs.num_envs, dtype=bool)
+        obs, _ = eval_envs.reset(seed=seed + EVAL_SEED_OFFSET)
+        while running.any():
+            actions, _ = model.predict(obs, deterministic=True)
+            obs, rewards, terminated, truncated, _ = eval_envs.step(actions)
+            returns += rewards * running
+            running &= ~(terminated | truncated)
+        rows.append(
+            {"env_step": env_step, "return_mean": returns.mean(), "return_std": returns.std()}
+        )
+
+    class Every(BaseCallback):
+        def _on_step(self) -> bool:
+            if self.num_timesteps % eval_every == 0:
+                evaluate(self.model, self.num_timesteps)
+            return True
+
+    start = time.perf_counter()
+    model = SAC(
+        "MlpPolicy",
+        gym.make(cfg.env.id),
+        learning_starts=int(cfg.learning_starts),
+        seed=seed,
+        device="cpu",
+        verbose=0,
     )
-    return out
+    model.learn(total_timesteps=steps, callback=Every())
+    wall = time.perf_counter() - start
+    eval_envs.close()
+    curve = pd.DataFrame(rows).to_dict(orient="list")
+    return {
+        "env": cfg.env.id,
+        "agent": "sb3_sac",
+        "seed": seed,
+        "env_steps": steps,
+        "grad_updates": int(model._n_updates),
+        "overrides": [f"learning_starts={cfg.learning_starts}", "SB3 SAC defaults otherwise"],
+        "wall_s_this_process": round(wall, 1),
+        "resumed": False,
+        "curves": {"eval": curve, "eval_raw": curve},
+    }
+
+
+def one_run(env: str, agent: str, seed: int, steps: int, eval_every: int, runs: str) -> Path:
+    """One run in a worker process (one torch thread); writes and returns its result file."""
+    torch.set_num_threads(1)
+    if agent == "sb3_sac":
+        data = run_sb3(env, seed, steps, eval_every)
+    else:
+        data = run_ours(env, agent, seed, steps, eval_every, Path(runs))
+    data.update(machine=machine(), torch_threads=1, budget_env_steps=steps)
+    path = RESULTS / f"{env}_{agent}_seed{seed}.json"
+    path.write_text(json.dumps(data, indent=1) + "\n")
+    return path
+
+
+def run(args: argparse.Namespace) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    todo = [
+        (env, agent, seed)
+        for seed in args.seeds
+        for env in args.envs
+        for agent in args.agents
+        if not (RESULTS / f"{env}_{agent}_seed{seed}.json").is_file()
+    ]
+    print(f"{len(todo)} runs to do, {args.jobs} at a time: {todo}", flush=True)
+    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        futures = {
+            pool.submit(one_run, *job, args.steps, args.eval_every, str(args.runs_dir)): job
+            for job in todo
+        }
+        for future in as_completed(futures):
+            print(f"{futures[future]} -> {future.result()}", flush=True)
+
+
+def final_returns(results: list[dict], prefix: str) -> dict[tuple[str, str], np.ndarray]:
+    """Final eval return per (env, agent): ``(seeds,)``."""
+    out: dict[tuple[str, str], list[float]] = {}
+    for data in results:
+        curve = data["curves"][prefix]
+        out.setdefault((data["env"], data["agent"]), []).append(curve["return_mean"][-1])
+    return {k: np.asarray(v) for k, v in out.items()}
+
+
+def intervals(scores: np.ndarray) -> dict[str, float]:
+    """Mean and IQM with 95% stratified bootstrap intervals (``rliable``) over seeds."""
+    from rliable import library as rly
+    from rliable import metrics
+
+    def aggregate(x: np.ndarray) -> np.ndarray:
+        return np.array([metrics.aggregate_mean(x), metrics.aggregate_iqm(x)])
+
+    points, ci = rly.get_interval_estimates({"a": scores[:, None]}, aggregate, reps=2000)
+    (mean, iqm), ((mean_lo, iqm_lo), (mean_hi, iqm_hi)) = points["a"], ci["a"]
+    return {
+        "mean": float(mean),
+        "mean_ci95": [float(mean_lo), float(mean_hi)],
+        "iqm": float(iqm),
+        "iqm_ci95": [float(iqm_lo), float(iqm_hi)],
+    }
+
+
+def report(args: argparse.Namespace) -> None:
+    results = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))]
+    if not results:
+        raise GempoError(f"no results in {RESULTS}; run `control_learning.py run` first")
+    table, lines = (
+        [],
+        [
+            "| env | agent | seeds | env steps | eval rule: mean [95% CI] | IQM | "
+            "one sample: mean [95% CI] | wall per run (h) |",
+            "|---|---|---|---|---|---|---|---|",
+        ],
+    )
+    finals = {p: final_returns(results, p) for p in ("eval", "eval_raw")}
+    for (env, agent), scores in sorted(finals["eval"].items()):
+        runs = [d for d in results if d["env"] == env and d["agent"] == agent]
+        row = {
+            "env": env,
+            "agent": agent,
+            "seeds": sorted(d["seed"] for d in runs),
+            "env_steps": sorted({d["env_steps"] for d in runs}),
+            "final_returns": scores.tolist(),
+            "eval": intervals(scores),
+            "eval_raw": intervals(finals["eval_raw"][(env, agent)]),
+            "wall_h": [round(d["wall_s_this_process"] / 3600, 2) for d in runs],
+        }
+        table.append(row)
+        e, r = row["eval"], row["eval_raw"]
+        lines.append(
+            f"| {env} | {agent} | {len(runs)} | {'/'.join(map(str, row['env_steps']))} | "
+            f"{e['mean']:.0f} [{e['mean_ci95'][0]:.0f}, {e['mean_ci95'][1]:.0f}] | "
+            f"{e['iqm']:.0f} | {r['mean']:.0f} [{r['mean_ci95'][0]:.0f}, "
+            f"{r['mean_ci95'][1]:.0f}] | {', '.join(map(str, row['wall_h']))} |"
+        )
+    machines = sorted({d["machine"] for d in results})
+    header = (
+        "# Control: learning at equal env steps\n\n"
+        "Written by `python benchmarks/control_learning.py report` from "
+        "`benchmarks/results/control_learning/*.json`. Final evaluation return (10 episodes) "
+        "per run; mean and IQM over seeds with 95% stratified bootstrap intervals (rliable). "
+        "'eval rule': GeMPO best of 10 samples by min-Q, SAC its mean action; 'one sample': "
+        f"one GeMPO policy sample (SAC: the mean action again). Machine: {'; '.join(machines)}; "
+        "one torch thread per run, two runs at a time.\n\n"
+    )
+    out = RESULTS.parent / "control_learning"
+    Path(f"{out}.md").write_text(header + "\n".join(lines) + "\n")
+    Path(f"{out}.json").write_text(json.dumps(table, indent=1) + "\n")
+    print(header + "\n".join(lines))
+    print(f"figure: {plot(results)}")
+
+
+def plot(results: list[dict]) -> Path:
+    """Mean eval-rule return over seeds against env steps, min-max band, one panel per env."""
+    envs = sorted({d["env"] for d in results})
+    fig = Figure(figsize=(5 * len(envs), 3.8))
+    axes = np.atleast_1d(fig.subplots(1, len(envs)))
+    for ax, env in zip(axes, envs, strict=True):
+        for agent in sorted({d["agent"] for d in results if d["env"] == env}):
+            runs = [
+                pd.DataFrame(d["curves"]["eval"])
+                for d in results
+                if d["env"] == env and d["agent"] == agent
+            ]
+            steps = min(len(r) for r in runs)
+            x = runs[0]["env_step"][:steps]
+            y = np.stack([r["return_mean"][:steps] for r in runs])
+            ax.plot(x, y.mean(0), label=f"{agent} ({len(runs)} seeds)")
+            ax.fill_between(x, y.min(0), y.max(0), alpha=0.2)
+        ax.set_title(env)
+        ax.set_xlabel("environment steps")
+        ax.set_ylabel("evaluation return")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    FIGURE.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(FIGURE, dpi=120)
+    return FIGURE
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--env", default="inverted_pendulum", help="an env config name")
-    parser.add_argument("--agent", default="gempo", help="gempo or sac")
-    parser.add_argument("--weight", default="linear", help="weight config for gempo")
-    parser.add_argument("--steps", type=int, default=8000, help="env steps")
-    parser.add_argument("--learning-starts", type=int, default=1000)
-    parser.add_argument("--eval-every", type=int, default=1000)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--plot", action="store_true", help="only redraw the env's figure")
+    sub = parser.add_subparsers(dest="command", required=True)
+    go = sub.add_parser("run", help="train the runs that have no result yet")
+    go.add_argument("--envs", nargs="+", default=["hopper", "walker2d"])
+    go.add_argument("--agents", nargs="+", default=["gempo_cpu", "sac", "sb3_sac"])
+    go.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    go.add_argument("--steps", type=int, default=100_000, help="env steps per run")
+    go.add_argument("--eval-every", type=int, default=10_000)
+    go.add_argument("--jobs", type=int, default=2, help="runs at a time")
+    go.add_argument("--runs-dir", type=Path, default=REPO / "outputs/benchmarks/control_learning")
+    sub.add_parser("report", help="tables and the figure from the result files")
     args = parser.parse_args()
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    FIGURES.mkdir(parents=True, exist_ok=True)
-    if not args.plot:
-        data = run(
-            args.env,
-            args.agent,
-            args.weight,
-            args.steps,
-            args.learning_starts,
-            args.eval_every,
-            args.seed,
-        )
-        suffix = args.agent + (f"_{args.weight}" if args.agent == "gempo" else "")
-        path = RESULTS / f"control_learning_{args.env}_{suffix}.json"
-        path.write_text(json.dumps(data, indent=2) + "\n")
-        print(
-            f"{data['env']} {suffix}: final {data['final_return_mean']:.1f} "
-            f"± {data['final_return_std']:.1f}, best {data['best_return_mean']:.1f}, "
-            f"random {data['random_return_mean']:.1f} -> {path}"
-        )
-    print(f"figure: {plot(args.env)}")
+    run(args) if args.command == "run" else report(args)
 
 
 if __name__ == "__main__":

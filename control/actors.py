@@ -1,14 +1,17 @@
-"""Actors on the policy's action box ``[-1, 1]^act_dim``: the GeMPO flow policy and a
-tanh-Gaussian SAC actor, behind one interface so both share critic, buffer and evaluation.
+"""Actors on the policy's action box ``[-1, 1]^act_dim``: the GeMPO flow policy (tanh of a
+flow's sample) and a tanh-Gaussian SAC actor, behind one interface so both share critic,
+buffer and evaluation.
 
 Observations given to an actor are already normalized; actions are in ``[-1, 1]``.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
+from typing import Literal
 
 import torch
 from einops import rearrange, repeat
@@ -24,15 +27,19 @@ from gempo.policies import ContinuousFlowPolicy
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 
 
+ActMode = Literal["explore", "eval", "eval_raw"]
+"""``explore``: the behaviour rule while training; ``eval``: the evaluation rule; ``eval_raw``:
+one plain policy sample (a flow policy's counterpart of SAC's mean action)."""
+
+
 class Actor(nn.Module, ABC):
     """What the actor-critic loop needs from a policy."""
 
     optimizers: dict[str, torch.optim.Optimizer]
 
     @abstractmethod
-    def act(self, obs: Tensor, critic: TwinCritic, explore: bool) -> Tensor:
-        """Actions ``(batch, act_dim)`` for ``obs`` ``(batch, obs_dim)``; ``explore`` selects
-        the behaviour (training) rule, otherwise the evaluation rule."""
+    def act(self, obs: Tensor, critic: TwinCritic, mode: ActMode) -> Tensor:
+        """Actions ``(batch, act_dim)`` for ``obs`` ``(batch, obs_dim)`` under ``mode``."""
 
     @abstractmethod
     def target_actions(self, next_obs: Tensor) -> tuple[Tensor, Tensor]:
@@ -50,18 +57,33 @@ def _positive_int(name: str, value: int) -> int:
     return int(value)
 
 
+SCORES = ("mean", "min")
+SAMPLE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+AT_BOUND = 0.999
+"""An action coordinate with ``|a| >= AT_BOUND`` counts as at the box's face."""
+
+
 class FlowActor(Actor):
-    """A flow policy ``pi_theta(a | s)`` (MLP velocity field on ``[a_t, s, time]``, ``steps``
-    Euler steps, samples clamped to ``[-1, 1]``) improved by GeMPO.
+    """A flow policy on ``R^act_dim`` (MLP velocity field on ``[u_t, s, time]``, ``steps``
+    Euler steps) whose samples ``u`` act as ``a = tanh(u)`` in the box ``[-1, 1]^act_dim``,
+    improved by GeMPO.
 
-    Actor update, for a batch of ``G`` states: draw ``N = group_size`` actions per state from
-    the current policy (no gradient; all ``G * N * steps`` network calls batched), score them
-    with ``min_k Q_k``, and take one step of ``objective`` (group normalization, the weight
-    function, reweighted flow matching on the same actions).
+    Actor update, for ``G`` states (``actor_batch`` of the critic's batch, or all of it):
+    draw ``N = group_size`` latents per state from the **proposal policy**, a frozen copy of
+    the policy refreshed every ``proposal_every`` actor updates, add Gaussian noise of std
+    ``proposal_noise``, score the actions ``tanh(u)`` with the critic (``score``: the mean or
+    the min of the twin heads), and take one step of ``objective`` (the weights, the
+    reweighted flow-matching loss on the same latents, and the temperature's own loss when it
+    is learned). All ``G * N * steps`` network calls of the proposal are one batched solve,
+    run in ``sample_dtype`` (``bfloat16`` autocast speeds it up on a CPU; no gradient flows
+    through it).
 
-    Exploration: the best of ``act_candidates`` sampled actions by ``min_k Q_k``, plus Gaussian
-    noise of std ``act_noise`` (clipped to the box). Evaluation: the best of
-    ``eval_candidates``, no noise.
+    The flow is fitted to unclamped latents, so no mass piles up on the box's faces; the
+    box is reached by ``tanh``, a bijection, as in SAC.
+
+    Acting: ``explore`` is the best of ``act_candidates`` samples by ``min_k Q_k`` plus
+    Gaussian noise of std ``act_noise`` on the action (the reference: 1 sample, no noise);
+    ``eval`` the best of ``eval_candidates`` by ``min_k Q_k``; ``eval_raw`` one sample.
     """
 
     def __init__(
@@ -70,78 +92,146 @@ class FlowActor(Actor):
         act_dim: int,
         objective: GeMPOObjective,
         optimizer: OptimizerFactory,
+        temperature_optimizer: OptimizerFactory | None = None,
         hidden: int = 256,
         depth: int = 3,
-        steps: int = 10,
-        group_size: int = 16,
-        act_candidates: int = 4,
-        act_noise: float = 0.1,
-        eval_candidates: int = 4,
+        time_dim: int = 64,
+        steps: int = 20,
+        group_size: int = 64,
+        actor_batch: int | None = None,
+        proposal_every: int = 1000,
+        proposal_noise: float = 0.2,
+        score: str = "mean",
+        error_clip: float | None = 5.0,
+        sample_dtype: str = "float32",
+        act_candidates: int = 1,
+        act_noise: float = 0.0,
+        eval_candidates: int = 10,
         grad_clip: float | None = None,
     ) -> None:
         super().__init__()
-        if act_noise < 0:
-            raise GempoError(f"agent.actor.act_noise must be >= 0, got {act_noise}")
+        for name, value in (("act_noise", act_noise), ("proposal_noise", proposal_noise)):
+            if value < 0:
+                raise GempoError(f"agent.actor.{name} must be >= 0, got {value}")
+        if score not in SCORES:
+            raise GempoError(f"agent.actor.score must be one of {', '.join(SCORES)}, got {score}")
+        if sample_dtype not in SAMPLE_DTYPES:
+            raise GempoError(
+                f"agent.actor.sample_dtype must be one of {', '.join(SAMPLE_DTYPES)}, "
+                f"got {sample_dtype}"
+            )
+        if error_clip is not None and not error_clip > 0:
+            raise GempoError(f"agent.actor.error_clip must be > 0 or null, got {error_clip}")
         self.policy = ContinuousFlowPolicy(
-            MLPVelocityField(dim=act_dim, cond_dim=obs_dim, hidden=hidden, depth=depth),
+            MLPVelocityField(
+                dim=act_dim, cond_dim=obs_dim, hidden=hidden, depth=depth, time_dim=time_dim
+            ),
             dim=act_dim,
             steps=_positive_int("steps", steps),
-            low=-1.0,
-            high=1.0,
+            error_clip=error_clip,
         )
+        self.proposal = copy.deepcopy(self.policy).requires_grad_(False)
         self.objective = objective
         self.group_size = _positive_int("group_size", group_size)
+        self.actor_batch = (
+            None if actor_batch is None else _positive_int("actor_batch", actor_batch)
+        )
+        self.proposal_every = _positive_int("proposal_every", proposal_every)
+        self.proposal_noise = float(proposal_noise)
+        self.score = score
+        self.sample_dtype = SAMPLE_DTYPES[sample_dtype]
         self.act_candidates = _positive_int("act_candidates", act_candidates)
         self.eval_candidates = _positive_int("eval_candidates", eval_candidates)
         self.act_noise = float(act_noise)
         self.grad_clip = grad_clip
+        self.actor_updates = 0
         self.optimizers = {"actor": optimizer(self.policy.parameters())}
+        temperature = objective.temperature_parameters()
+        if temperature:
+            if temperature_optimizer is None:
+                raise GempoError(
+                    "a weight with a learned temperature (target_kl) needs "
+                    "agent.actor.temperature_optimizer"
+                )
+            self.optimizers["temperature"] = temperature_optimizer(temperature)
+
+    def get_extra_state(self) -> dict:
+        """The actor-update count (it times the proposal's refresh) travels in the state dict."""
+        return {"actor_updates": self.actor_updates}
+
+    def set_extra_state(self, state: dict) -> None:
+        self.actor_updates = int(state["actor_updates"])
+
+    @torch.no_grad()
+    def sample_latents(self, policy: ContinuousFlowPolicy, obs: Tensor) -> Tensor:
+        """One latent ``u`` per row of ``obs``: ``(batch, act_dim)`` float32, drawn in
+        ``sample_dtype``."""
+        if self.sample_dtype == torch.float32:
+            return policy.sample(obs)
+        with torch.autocast(obs.device.type, dtype=self.sample_dtype):
+            return policy.sample(obs).float()
 
     @torch.no_grad()
     def best_of(self, obs: Tensor, critic: TwinCritic, candidates: int) -> Tensor:
-        """The highest-``min_k Q_k`` of ``candidates`` policy samples per state:
+        """The highest-``min_k Q_k`` of ``candidates`` policy actions per state:
         ``(batch, obs_dim)`` -> ``(batch, act_dim)``."""
         if candidates == 1:
-            return self.policy.sample(obs)
+            return torch.tanh(self.sample_latents(self.policy, obs))
         cond = repeat(obs, "b c -> (b n) c", n=candidates)
-        actions = rearrange(self.policy.sample(cond), "(b n) a -> b n a", n=candidates)
-        q = rearrange(
-            critic.value(cond, rearrange(actions, "b n a -> (b n) a")), "(b n) -> b n", n=candidates
-        )
-        best = q.argmax(dim=-1)
-        return actions[torch.arange(obs.shape[0], device=obs.device), best]
+        actions = torch.tanh(self.sample_latents(self.policy, cond))
+        q = rearrange(critic.value(cond, actions), "(b n) -> b n", n=candidates)
+        actions = rearrange(actions, "(b n) a -> b n a", n=candidates)
+        return actions[torch.arange(obs.shape[0], device=obs.device), q.argmax(dim=-1)]
 
     @torch.no_grad()
-    def act(self, obs: Tensor, critic: TwinCritic, explore: bool) -> Tensor:
-        actions = self.best_of(
-            obs, critic, self.act_candidates if explore else self.eval_candidates
-        )
-        if explore and self.act_noise > 0:
+    def act(self, obs: Tensor, critic: TwinCritic, mode: ActMode) -> Tensor:
+        if mode == "eval_raw":
+            return self.best_of(obs, critic, 1)
+        if mode == "eval":
+            return self.best_of(obs, critic, self.eval_candidates)
+        actions = self.best_of(obs, critic, self.act_candidates)
+        if self.act_noise > 0:
             actions = (actions + self.act_noise * torch.randn_like(actions)).clamp(-1.0, 1.0)
         return actions
 
     @torch.no_grad()
     def target_actions(self, next_obs: Tensor) -> tuple[Tensor, Tensor]:
-        return self.policy.sample(next_obs), torch.zeros(next_obs.shape[0], device=next_obs.device)
+        actions = torch.tanh(self.sample_latents(self.policy, next_obs))
+        return actions, torch.zeros(next_obs.shape[0], device=next_obs.device)
+
+    @torch.no_grad()
+    def proposals(self, obs: Tensor, critic: TwinCritic) -> tuple[Tensor, Tensor, Tensor]:
+        """The group of each state: ``cond`` ``(G * N, obs_dim)``, latents ``(G * N, act_dim)``
+        from the frozen proposal plus noise, and their scores ``(G, N)``."""
+        cond = repeat(obs, "g c -> (g n) c", n=self.group_size)
+        latents = self.sample_latents(self.proposal, cond)
+        latents = latents + self.proposal_noise * torch.randn_like(latents)
+        q = critic(cond, torch.tanh(latents))  # (2, G * N)
+        scores = q.mean(0) if self.score == "mean" else q.amin(0)
+        return cond, latents, rearrange(scores, "(g n) -> g n", n=self.group_size)
 
     def update(self, obs: Tensor, critic: TwinCritic, timer: SectionTimer) -> dict[str, Tensor]:
-        with timer.section("actor_sample"), torch.no_grad():
-            cond = repeat(obs, "g c -> (g n) c", n=self.group_size)
-            actions = self.policy.sample(cond)  # (G * N, act_dim), one batched Euler solve
-            rewards = rearrange(critic.value(cond, actions), "(g n) -> g n", n=self.group_size)
+        if self.actor_batch is not None:
+            obs = obs[: self.actor_batch]
+        with timer.section("actor_sample"):
+            cond, latents, scores = self.proposals(obs, critic)
         with timer.section("actor_step"):
-            step = self.objective(self.policy, actions, cond, rewards)
-            optimizer = self.optimizers["actor"]
-            optimizer.zero_grad(set_to_none=True)
+            step = self.objective(self.policy, latents, cond, scores)
+            for optimizer in self.optimizers.values():
+                optimizer.zero_grad(set_to_none=True)
             step.loss.backward()
             if self.grad_clip is not None:
                 nn.utils.clip_grad_norm_(self.policy.parameters(), self.grad_clip)
-            optimizer.step()
+            for optimizer in self.optimizers.values():
+                optimizer.step()
+        self.actor_updates += 1
+        if self.actor_updates % self.proposal_every == 0:
+            self.proposal.load_state_dict(self.policy.state_dict())
+        actions = rearrange(torch.tanh(latents), "(g n) a -> g n a", n=self.group_size)
         stats = {f"actor/{k}": v for k, v in step.stats.items()}
         stats["actor/loss"] = step.loss.detach()
-        stats["actor/action_std"] = (
-            rearrange(actions, "(g n) a -> g n a", n=self.group_size).std(1).mean()
-        )
+        stats["actor/action_std"] = actions.std(1).mean()
+        stats["actor/at_bound"] = (actions.abs() >= AT_BOUND).any(-1).float().mean()
         return stats
 
 
@@ -187,8 +277,8 @@ class GaussianActor(Actor):
         return actions, log_prob
 
     @torch.no_grad()
-    def act(self, obs: Tensor, critic: TwinCritic, explore: bool) -> Tensor:
-        if explore:
+    def act(self, obs: Tensor, critic: TwinCritic, mode: ActMode) -> Tensor:
+        if mode == "explore":
             return self.sample(obs)[0]
         mean, _ = rearrange(self.net(obs), "b (two a) -> two b a", two=2)
         return torch.tanh(mean)

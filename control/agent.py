@@ -11,7 +11,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from control.actors import Actor, OptimizerFactory
+from control.actors import ActMode, Actor, OptimizerFactory
 from control.critics import ObservationNormalizer, TwinCritic
 from control.profiling import SectionTimer
 from control.replay import Transitions
@@ -57,9 +57,10 @@ class ActorCritic(nn.Module):
         self.updates = 0
 
     @torch.no_grad()
-    def act(self, obs: Tensor, explore: bool) -> Tensor:
-        """Raw observations ``(batch, obs_dim)`` -> actions ``(batch, act_dim)`` in ``[-1, 1]``."""
-        return self.actor.act(self.normalizer(obs), self.critic, explore)
+    def act(self, obs: Tensor, mode: ActMode) -> Tensor:
+        """Raw observations ``(batch, obs_dim)`` -> actions ``(batch, act_dim)`` in ``[-1, 1]``
+        under ``mode`` (``explore``, ``eval`` or ``eval_raw``)."""
+        return self.actor.act(self.normalizer(obs), self.critic, mode)
 
     @torch.no_grad()
     def critic_target(self, batch: Transitions) -> Tensor:
@@ -70,9 +71,10 @@ class ActorCritic(nn.Module):
         next_q = self.target_critic.value(next_obs, next_actions) + bonus
         return batch.rewards + self.gamma * (1.0 - batch.terminated) * next_q
 
-    def update(self, batch: Transitions) -> dict[str, Tensor]:
-        """One critic step (and an actor step every ``actor_every``); returns stats (detached
-        scalar tensors, read only when logged)."""
+    def update(self, batch: Transitions, update_actor: bool = True) -> dict[str, Tensor]:
+        """One critic step (and an actor step every ``actor_every``, unless ``update_actor`` is
+        false: the critic's warm-up); returns stats (detached scalar tensors, read only when
+        logged)."""
         obs = self.normalizer(batch.obs)
         with self.timer.section("critic"):
             target = self.critic_target(batch)
@@ -84,7 +86,7 @@ class ActorCritic(nn.Module):
             optimizer.step()
         stats = {"critic/loss": critic_loss.detach(), "critic/q_mean": q.detach().mean()}
         self.updates += 1
-        if self.updates % self.actor_every == 0:
+        if update_actor and self.updates % self.actor_every == 0:
             stats.update(self.actor.update(obs, self.critic, self.timer))
         with self.timer.section("target"), torch.no_grad():
             torch._foreach_lerp_(
@@ -137,7 +139,7 @@ def build_agent(cfg: DictConfig, obs_dim: int, act_dim: int, device: torch.devic
         normalizer=ObservationNormalizer(obs_dim, enabled=bool(cfg.env.normalize_obs)),
         gamma=cfg.gamma,
         tau=cfg.tau,
-        actor_every=cfg.actor_every,
+        actor_every=cfg.agent.actor_every,
         timer=timer,
     )
     return agent.to(device)

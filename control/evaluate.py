@@ -56,7 +56,7 @@ def record_episode(
     with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
         torch.manual_seed(seed)
         while not done:
-            action = agent.act(as_tensor(obs[None], device), explore=False)[0].cpu().numpy()
+            action = agent.act(as_tensor(obs[None], device), "eval")[0].cpu().numpy()
             obs, _, terminated, truncated, _ = env.step(scaler.to_env(action))
             frames.append(env.render())
             done = terminated or truncated

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from gymnasium.vector import SyncVectorEnv
 
+from control.actors import ActMode
 from control.agent import ActorCritic
 from control.envs import ActionScaler, as_tensor
 
@@ -27,19 +28,25 @@ class EvalResult:
     def return_std(self) -> float:
         return float(self.returns.std())
 
-    def metrics(self) -> dict[str, float]:
+    def metrics(self, prefix: str = "eval") -> dict[str, float]:
         return {
-            "eval/return_mean": self.return_mean,
-            "eval/return_std": self.return_std,
-            "eval/episode_length": float(self.lengths.mean()),
+            f"{prefix}/return_mean": self.return_mean,
+            f"{prefix}/return_std": self.return_std,
+            f"{prefix}/episode_length": float(self.lengths.mean()),
         }
 
 
 def evaluate(
-    agent: ActorCritic, envs: SyncVectorEnv, scaler: ActionScaler, seed: int, device: torch.device
+    agent: ActorCritic,
+    envs: SyncVectorEnv,
+    scaler: ActionScaler,
+    seed: int,
+    device: torch.device,
+    mode: ActMode = "eval",
 ) -> EvalResult:
     """Run one episode in each of the ``envs`` (one per evaluation episode, stepped as a batch)
-    with the agent's evaluation rule; sub-env ``i`` is reset with seed ``seed + i``.
+    acting under ``mode`` (``eval``: the evaluation rule; ``eval_raw``: one policy sample);
+    sub-env ``i`` is reset with seed ``seed + i``.
 
     The policy's own randomness is drawn from a forked generator seeded with ``seed``, so an
     evaluation neither depends on nor disturbs the training random stream.
@@ -52,7 +59,7 @@ def evaluate(
         torch.manual_seed(seed)
         obs, _ = envs.reset(seed=seed)
         while running.any():
-            actions = agent.act(as_tensor(obs, device), explore=False).cpu().numpy()
+            actions = agent.act(as_tensor(obs, device), mode).cpu().numpy()
             obs, rewards, terminated, truncated, _ = envs.step(scaler.to_env(actions))
             returns += rewards * running
             lengths += running

@@ -51,22 +51,23 @@ class MetricsLogger:
         self._file.flush()
 
     def eval_rows(self) -> list[dict]:
-        """Rows of ``eval/...`` metrics (they go into checkpoints as the curve so far)."""
-        return [row for row in self.rows if row["name"].startswith("eval/")]
+        """Rows of ``eval/...`` and ``eval_raw/...`` metrics (they go into checkpoints as the
+        curves so far)."""
+        return [row for row in self.rows if row["name"].startswith(("eval/", "eval_raw/"))]
 
     def close(self) -> None:
         self._file.close()
         self.writer.close()
 
 
-def read_eval_curve(csv_path: Path) -> pd.DataFrame:
-    """``env_step, return_mean, return_std`` from a ``metrics.csv``."""
+def read_eval_curve(csv_path: Path, prefix: str = "eval") -> pd.DataFrame:
+    """``env_step, return_mean, return_std`` from a ``metrics.csv``; ``prefix``: ``eval`` (the
+    evaluation rule) or ``eval_raw`` (one plain policy sample)."""
     frame = pd.read_csv(csv_path)
-    frame = frame[frame["name"].isin(["eval/return_mean", "eval/return_std"])]
+    names = {f"{prefix}/return_mean": "return_mean", f"{prefix}/return_std": "return_std"}
+    frame = frame[frame["name"].isin(list(names))]
     curve = frame.pivot_table(index="env_step", columns="name", values="value").reset_index()
-    return curve.rename(
-        columns={"eval/return_mean": "return_mean", "eval/return_std": "return_std"}
-    )
+    return curve.rename(columns=names)
 
 
 def plot_learning_curves(curves: Mapping[str, pd.DataFrame], path: Path, title: str) -> Path:

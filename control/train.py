@@ -9,6 +9,7 @@ and logged separately.
 
 from __future__ import annotations
 
+import logging
 import math
 import sys
 import time
@@ -37,7 +38,9 @@ from control.envs import (
 from control.evaluation import EvalResult, evaluate
 from control.metrics import MetricsLogger, plot_learning_curves, read_eval_curve
 from control.replay import ReplayBuffer, Transitions
-from gempo.errors import GempoError, exit_on_user_error
+from gempo.errors import GempoError, config_number, exit_on_user_error
+
+log = logging.getLogger(__name__)
 
 RESUME_OVERRIDES = ("total_steps", "device", "torch_threads", "progress", "plot", "profile")
 """Config keys a resumed run takes from its command line; everything else comes from the
@@ -71,26 +74,29 @@ class TrainResult:
 
 def check_config(cfg: DictConfig) -> None:
     """One-line :class:`GempoError` for values the loop cannot run with."""
-    positive = (
-        "total_steps",
-        "batch_size",
-        "eval_every",
-        "eval_episodes",
-        "buffer_size",
-        "log_every",
-    )
-    for key in positive:
-        if int(cfg[key]) < 1:
-            raise GempoError(f"{key} must be >= 1, got {cfg[key]}")
-    if int(cfg.learning_starts) < 1:
-        raise GempoError(f"learning_starts must be >= 1, got {cfg.learning_starts}")
+    minimums = {
+        "total_steps": 1,
+        "batch_size": 1,
+        "eval_every": 1,
+        "eval_episodes": 1,
+        "buffer_size": 1,
+        "log_every": 1,
+        "learning_starts": 1,
+        "agent.actor_starts": 0,
+        "agent.actor_every": 1,
+    }
+    for key, minimum in minimums.items():
+        if config_number(cfg, key, int) < minimum:
+            raise GempoError(f"{key} must be >= {minimum}, got {OmegaConf.select(cfg, key)}")
     if int(cfg.total_steps) < int(cfg.learning_starts):
         raise GempoError(
             f"total_steps={cfg.total_steps} is below learning_starts={cfg.learning_starts}: "
             "no gradient update would run; raise total_steps or lower learning_starts"
         )
-    if not float(cfg.updates_per_step) > 0:
+    if not config_number(cfg, "updates_per_step") > 0:
         raise GempoError(f"updates_per_step must be > 0, got {cfg.updates_per_step}")
+    for key in ("gamma", "tau"):
+        config_number(cfg, key)
 
 
 def resolve_config(cfg: DictConfig) -> tuple[DictConfig, dict | None]:
@@ -192,7 +198,7 @@ class Trainer:
         """Uniform random actions before ``learning_starts``, then the behaviour policy."""
         if self.state.env_step < int(self.cfg.learning_starts):
             return torch.rand(self.envs.num_envs, self.spaces.act_dim, device=self.device) * 2 - 1
-        return self.agent.act(self.obs, explore=True)
+        return self.agent.act(self.obs, "explore")
 
     def step(self, actions: torch.Tensor) -> list[float]:
         """Step the envs, store the transitions; returns the returns of finished episodes."""
@@ -227,44 +233,71 @@ class Trainer:
         return finished
 
     def learn(self) -> dict[str, torch.Tensor]:
-        """``updates_per_step`` gradient updates per env step collected (fractions carried)."""
+        """``updates_per_step`` gradient updates per env step collected (fractions carried);
+        the actor's start after ``agent.actor_starts`` env steps (before: the critic's warm-up)."""
         s = self.state
         if s.env_step < int(self.cfg.learning_starts):
             return {}
         s.update_credit += self.envs.num_envs * float(self.cfg.updates_per_step)
+        update_actor = s.env_step >= int(self.cfg.agent.actor_starts)
         stats: dict[str, torch.Tensor] = {}
         while s.update_credit >= 1.0:
-            stats = self.agent.update(self.buffer.sample(int(self.cfg.batch_size)))
+            stats = self.agent.update(self.buffer.sample(int(self.cfg.batch_size)), update_actor)
             s.update_credit -= 1.0
         return stats
 
     def evaluate_and_checkpoint(self) -> EvalResult:
-        """Evaluate on the separate env, log, write the checkpoint."""
+        """Evaluate on the separate env with both rules (``eval/``: the evaluation rule,
+        ``eval_raw/``: one plain policy sample), log, write the checkpoint."""
         seed = int(self.cfg.seed) + EVAL_SEED_OFFSET
-        result = evaluate(self.agent, self.eval_envs, self.scaler, seed, self.device)
-        self.logger.log(result.metrics(), self.state.env_step, self.agent.updates)
+        result = evaluate(self.agent, self.eval_envs, self.scaler, seed, self.device, "eval")
+        raw = evaluate(self.agent, self.eval_envs, self.scaler, seed, self.device, "eval_raw")
+        metrics = {**result.metrics("eval"), **raw.metrics("eval_raw")}
+        self.logger.log(metrics, self.state.env_step, self.agent.updates)
+        log.info(
+            "env step %d: eval return %.1f ± %.1f (best of candidates), %.1f ± %.1f (one sample)",
+            self.state.env_step,
+            result.return_mean,
+            result.return_std,
+            raw.return_mean,
+            raw.return_std,
+        )
         self.last_eval = result
         self.last_checkpoint = save_checkpoint(
             self.checkpoint_state(), self.run_dir / "checkpoints"
         )
         return result
 
-    def run(self) -> TrainResult:
-        cfg, s = self.cfg, self.state
-        total = int(cfg.total_steps)
-        bar = tqdm(
-            total=total,
+    def progress_bar(self) -> tqdm:
+        """A bar for the current phase. The warm-up (random actions, then critic-only updates
+        until ``agent.actor_starts``) runs many times faster than training, so it has its own bar:
+        the training bar's rate and ETA are measured on full updates only."""
+        s, total = self.state, int(self.cfg.total_steps)
+        warmup = min(max(int(self.cfg.learning_starts), int(self.cfg.agent.actor_starts)), total)
+        in_warmup = s.env_step < warmup
+        return tqdm(
+            total=warmup if in_warmup else total,
             initial=s.env_step,
-            disable=not cfg.progress,
+            desc="warm-up" if in_warmup else "training",
+            disable=not self.cfg.progress,
             unit="step",
             dynamic_ncols=True,
         )
+
+    def run(self) -> TrainResult:
+        cfg, s = self.cfg, self.state
+        total = int(cfg.total_steps)
+        bar = self.progress_bar()
+        log.info("%s on %s: %d env steps from %d", cfg.agent.name, cfg.env.id, total, s.env_step)
         window_start, window_steps, finished, stats = time.perf_counter(), s.env_step, [], {}
         while s.env_step < total:
             actions = self.act()
             finished += self.step(actions)
             stats = self.learn() or stats
             bar.update(self.envs.num_envs)
+            if bar.n >= bar.total and s.env_step < total:
+                bar.close()
+                bar = self.progress_bar()
             if s.env_step >= s.next_eval or s.env_step >= total:
                 every = int(cfg.eval_every)
                 s.next_eval += every * max(math.ceil((s.env_step - s.next_eval + 1) / every), 0)
@@ -296,13 +329,23 @@ class Trainer:
             metrics[f"time/{name}_ms"] = ms
         self.agent.timer.reset()
         self.logger.log(metrics, self.state.env_step, self.agent.updates)
+        log.info(
+            "env step %d: %.1f env steps/s, %d gradient updates, train return %s",
+            self.state.env_step,
+            sps,
+            self.agent.updates,
+            f"{np.mean(finished):.1f}" if finished else "-",
+        )
 
     def plot(self) -> Path:
-        curve = read_eval_curve(self.logger.csv_path)
         objective = getattr(self.agent.actor, "objective", None)
         label = self.cfg.agent.name + (f", {objective.weight}" if objective is not None else "")
-        title = f"{self.cfg.env.id}: {label}, seed {self.cfg.seed}"
-        return plot_learning_curves({label: curve}, self.run_dir / "learning_curve.png", title)
+        curves = {
+            f"{label}: {rule}": read_eval_curve(self.logger.csv_path, prefix)
+            for prefix, rule in (("eval", "eval rule"), ("eval_raw", "one sample"))
+        }
+        title = f"{self.cfg.env.id}: {self.cfg.agent.name}, seed {self.cfg.seed}"
+        return plot_learning_curves(curves, self.run_dir / "learning_curve.png", title)
 
     def close(self) -> None:
         self.envs.close()

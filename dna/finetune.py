@@ -72,7 +72,7 @@ from dna.pretrain import (
 )
 from dna.rewards import OracleReward
 from dna.sequences import atomic_output, encode, write_fasta
-from gempo.errors import GempoError, exit_on_user_error
+from gempo.errors import GempoError, config_number, exit_on_user_error
 from gempo.losses import GeMPOObjective, ReweightedLoss
 from gempo.module import (
     AnchorController,
@@ -126,20 +126,6 @@ class DNAGeMPOModule(GeMPOModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_save_checkpoint(checkpoint)
         checkpoint[CHECKPOINT_KEY] = dict(self.policy.init_kwargs)
-
-
-def config_number(cfg: DictConfig, key: str, kind: type = float) -> Any:
-    """``cfg``'s value at ``key`` as a ``kind`` (int or float); a one-line error otherwise."""
-    value = OmegaConf.select(cfg, key)
-    try:
-        number = kind(value)
-    except (TypeError, ValueError):
-        number = None
-    if number is None or (kind is int and number != value):
-        raise GempoError(
-            f"{key} must be {'an integer' if kind is int else 'a number'}, got {value!r}"
-        )
-    return number
 
 
 def validate_finetune_config(cfg: DictConfig) -> None:

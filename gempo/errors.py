@@ -6,7 +6,9 @@ import functools
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
+
+from omegaconf import DictConfig, OmegaConf
 
 F = TypeVar("F", bound=Callable[..., object])
 
@@ -62,3 +64,19 @@ def check_group_choices(overrides: Sequence[str], config_dir: Path) -> None:
                 raise GempoError(
                     f"{key}={value}: unknown {key} config; expected one of {', '.join(options)}"
                 )
+
+
+def config_number(cfg: DictConfig, key: str, kind: type = float) -> Any:
+    """``cfg``'s value at ``key`` (dotted) as a ``kind`` (int or float); a one-line
+    :class:`GempoError` naming the key when it is not one (``total_steps=abc``, ``2.5`` for an
+    integer)."""
+    value = OmegaConf.select(cfg, key)
+    try:
+        number = kind(value)
+    except (TypeError, ValueError):
+        number = None
+    if number is None or isinstance(value, bool) or (kind is int and number != value):
+        raise GempoError(
+            f"{key} must be {'an integer' if kind is int else 'a number'}, got {value!r}"
+        )
+    return number

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 from einops import rearrange
@@ -16,7 +17,7 @@ from torch import Tensor, nn
 
 from gempo.errors import GempoError
 from gempo.policies import GenerativePolicy
-from gempo.weights import Normalization, WeightFunction, normalize_rewards
+from gempo.weights import Normalization, SimplexWeight, WeightFunction, normalize_rewards
 
 
 class ReweightedLoss(nn.Module):
@@ -97,6 +98,11 @@ class GeMPOObjective(nn.Module):
     prefers no sample over another once both reach the cap (``g(min(R, cap))`` is still
     monotone). It keeps a reward model from being pushed past where it can be trusted;
     ``None`` (default) keeps the rewards as they are. The logged reward stats stay uncapped.
+    ``normalization="auto"``: ``none`` for a :class:`~gempo.weights.SimplexWeight` (its
+    temperature carries the reward's scale), ``zscore`` for the other weight functions.
+    A :class:`~gempo.weights.SimplexWeight` with a KL target adds its temperature loss (whose
+    gradient reaches only its ``log tau``), so one backward pass serves the policy and ``tau``;
+    the owner's optimizers must cover :meth:`temperature_parameters`.
     ``data_alpha``: weight of the data anchor, the unweighted loss on samples of the data the
     policy was pretrained on (passed to :meth:`forward` as ``data``). It makes the target
     ``mu* + data_alpha * p_data``: the behaviour samples' own errors (which training on them
@@ -105,7 +111,7 @@ class GeMPOObjective(nn.Module):
     def __init__(
         self,
         weight: WeightFunction,
-        normalization: Normalization = "zscore",
+        normalization: Normalization | Literal["auto"] = "zscore",
         loss: ReweightedLoss | None = None,
         reg_alpha: float = 0.0,
         loss_times: int = 1,
@@ -129,9 +135,15 @@ class GeMPOObjective(nn.Module):
             raise GempoError(f"reward_cap must be a finite number or null, got {reward_cap!r}")
         self.reward_cap = None if reward_cap is None else float(reward_cap)
         self.weight = weight
+        if normalization == "auto":
+            normalization = "none" if isinstance(weight, SimplexWeight) else "zscore"
         self.normalization = normalization
         self.loss = loss if loss is not None else ReweightedLoss()
         self.reg_alpha = reg_alpha
+
+    def temperature_parameters(self) -> list[nn.Parameter]:
+        """The learned temperature of the weight function, if it has one (else empty)."""
+        return [p for p in self.parameters() if p.requires_grad]
 
     def forward(
         self,
@@ -154,6 +166,10 @@ class GeMPOObjective(nn.Module):
         )
         loss = self.loss(per_sample.flow_matching, rearrange(weights, "g n -> (g n)"))
         stats = weight_stats(rewards, weights)
+        if isinstance(self.weight, SimplexWeight):
+            loss = loss + self.weight.temperature_loss(weights)
+            stats["tau"] = self.weight.tau
+            stats["weight_kl"] = self.weight.kl_from_uniform(weights).mean()
         stats["fm_loss"] = per_sample.flow_matching.mean().detach()
         if use_reference and per_sample.divergence is not None:
             divergence = per_sample.divergence.mean()

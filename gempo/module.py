@@ -185,6 +185,8 @@ class GeMPOModule(pl.LightningModule):
             fixed); needs ``data`` and ``closeness``.
         select: keeps the best feasible behaviour policy, which :meth:`sampling_policy` then
             returns; needs ``closeness``.
+        temperature_lr: learning rate of the weight function's learned temperature (a
+            :class:`~gempo.weights.SimplexWeight` with ``target_kl``), its own parameter group.
     """
 
     BATCH_KEY = "gempo_behaviour_batch"
@@ -209,6 +211,7 @@ class GeMPOModule(pl.LightningModule):
         closeness_key: str = "closeness",
         anchor: AnchorController | None = None,
         select: BestFeasibleSnapshot | None = None,
+        temperature_lr: float = 3e-4,
     ) -> None:
         super().__init__()
         if updates_per_batch < 1:
@@ -244,6 +247,7 @@ class GeMPOModule(pl.LightningModule):
         self.closeness_key = closeness_key
         self.anchor = anchor
         self.select = select
+        self.temperature_lr = temperature_lr
         self.register_buffer("optimizer_steps", torch.zeros((), dtype=torch.long))
         self.register_buffer("samples_scored", torch.zeros((), dtype=torch.long))
         self.batch: tuple[Tensor, Tensor, Tensor] | None = None
@@ -344,7 +348,11 @@ class GeMPOModule(pl.LightningModule):
         self._restored_rng = None
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return self.optimizer_factory(self.policy.parameters())
+        groups: list[dict[str, Any]] = [{"params": list(self.policy.parameters())}]
+        temperature = self.objective.temperature_parameters()
+        if temperature:
+            groups.append({"params": temperature, "lr": self.temperature_lr})
+        return self.optimizer_factory(groups)
 
 
 def fit_steps(module: GeMPOModule, steps: int, groups: int = 1, accelerator: str = "cpu") -> None:

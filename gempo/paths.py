@@ -55,9 +55,15 @@ class LinearPath:
             x_t=(1.0 - t_) * x_0 + t_ * x_1, t=t, x_0=x_0, x_1=x_1, velocity=x_1 - x_0
         )
 
-    def per_sample_loss(self, velocity: Tensor, sample: ContinuousPathSample) -> Tensor:
-        """Flow-matching loss ``mean_d (v_theta - (x_1 - x_0))^2``: ``(batch,)``."""
-        return (velocity - sample.velocity).pow(2).mean(dim=-1)
+    def per_sample_loss(
+        self, velocity: Tensor, sample: ContinuousPathSample, error_clip: float | None = None
+    ) -> Tensor:
+        """Flow-matching loss ``mean_d min((v_theta - (x_1 - x_0))^2, error_clip)``:
+        ``(batch,)``; ``error_clip=None`` leaves the squared errors as they are."""
+        error = (velocity - sample.velocity).pow(2)
+        if error_clip is not None:
+            error = error.clamp(max=error_clip)
+        return error.mean(dim=-1)
 
     def per_sample_divergence(self, velocity: Tensor, reference_velocity: Tensor) -> Tensor:
         """Squared distance between two velocity fields at the same points: ``(batch,)``."""

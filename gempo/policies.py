@@ -71,8 +71,11 @@ def mean_over_times(loss: PolicyLoss, num_times: int) -> PolicyLoss:
 class ContinuousFlowPolicy(GenerativePolicy):
     """A flow on ``R^dim`` along the linear path, sampled with ``steps`` Euler steps.
 
-    ``low``/``high`` (scalars or ``(dim,)``) clamp samples into a box (an action space); leave
-    them ``None`` for an unbounded space.
+    The flow is unbounded: a bounded space (an action box) is reached by a bijection outside
+    the policy (``tanh`` in :class:`control.actors.FlowActor`), so the flow is never fitted to
+    samples piled up on the box's faces. ``error_clip``: the per-element squared error of the
+    flow-matching loss is capped at this value (``None``: no cap), which bounds what one
+    outlying sample can contribute to a weighted loss.
     """
 
     def __init__(
@@ -80,29 +83,23 @@ class ContinuousFlowPolicy(GenerativePolicy):
         velocity_field: nn.Module,
         dim: int,
         steps: int = 10,
-        low: float | Tensor | None = None,
-        high: float | Tensor | None = None,
+        error_clip: float | None = None,
     ) -> None:
         super().__init__()
         if steps < 1:
             raise ValueError(f"steps must be >= 1, got {steps}")
+        if error_clip is not None and not error_clip > 0:
+            raise ValueError(f"error_clip must be > 0 or None, got {error_clip}")
         self.velocity_field = velocity_field
         self.dim = dim
         self.steps = steps
+        self.error_clip = error_clip
         self.path = LinearPath()
-        bounded = low is not None and high is not None
-        self.register_buffer("low", torch.as_tensor(low, dtype=torch.float32) if bounded else None)
-        self.register_buffer(
-            "high", torch.as_tensor(high, dtype=torch.float32) if bounded else None
-        )
 
     @torch.no_grad()
     def sample(self, cond: Tensor) -> Tensor:
         x_0 = torch.randn(cond.shape[0], self.dim, device=cond.device)
-        x = euler_sample(self.velocity_field, x_0, cond, self.steps)
-        if self.low is not None:
-            x = torch.maximum(torch.minimum(x, self.high), self.low)
-        return x
+        return euler_sample(self.velocity_field, x_0, cond, self.steps)
 
     def per_sample_loss(
         self,
@@ -115,7 +112,7 @@ class ContinuousFlowPolicy(GenerativePolicy):
         u = stratified_uniform(x_1.shape[0] // num_times, num_times, x_1.device)
         point = self.path.sample(x_1, rearrange(u, "k b -> (k b)"))
         velocity = self.velocity_field(point.x_t, point.t, cond)
-        loss = PolicyLoss(self.path.per_sample_loss(velocity, point))
+        loss = PolicyLoss(self.path.per_sample_loss(velocity, point, self.error_clip))
         if reference is not None:
             if not isinstance(reference, ContinuousFlowPolicy):
                 raise TypeError("a continuous policy needs a continuous reference policy")

@@ -11,11 +11,12 @@ All functions map advantages ``(groups, group_size)`` to weights of the same sha
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from typing import Literal
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from gempo.errors import GempoError
 
@@ -199,6 +200,159 @@ class TopKWeight(WeightFunction):
         return weights
 
 
+def _normaliser_from_sorted(values: Tensor, candidates: Tensor, below: Tensor) -> Tensor:
+    """Pick the exact normaliser among ``candidates`` ``(groups, N)``: entry ``k`` is the
+    normaliser that holds if exactly the ``k + 1`` largest of ``values`` (sorted descending,
+    ``(groups, N)``) are above the floor. It is the right one when the ``k + 1``-th value is
+    above its floor and the next one is not; ``below(values, m)`` says "at or below the floor"."""
+    nxt = torch.cat([values[..., 1:], torch.full_like(values[..., :1], -math.inf)], dim=-1)
+    valid = ~below(values, candidates) & below(nxt, candidates) & torch.isfinite(candidates)
+    # the largest valid support (ties make several valid; they give the same normaliser)
+    k = (valid * torch.arange(1, values.shape[-1] + 1, device=values.device)).argmax(-1)
+    return candidates.gather(-1, k.unsqueeze(-1))
+
+
+class SimplexWeight(WeightFunction, nn.Module):
+    """Per-group weights solved on the simplex, the reference update's form: for rewards ``q``
+    of a group, ``w_i = phi((q_i - nu) / tau)`` with the normaliser ``nu`` chosen exactly so
+    that ``sum_i w_i = 1``; returned times ``N`` (mean weight 1, like the other functions).
+
+    Meant for raw rewards (``normalization=none``): ``tau`` carries the reward's scale. With
+    ``target_kl`` set, ``tau`` is learned (as ``log tau``, so it stays positive) by
+    :meth:`temperature_loss`, which holds ``KL(w || uniform)`` at ``target_kl`` nats: the
+    weights are as greedy as that, whatever the scale of ``q``. ``tau`` is a parameter of this
+    module, so it travels in the state dict of whatever owns the weight function.
+
+    ``kl_group_size``: the group size ``target_kl`` is given for. Other group sizes hold the
+    same share of the largest possible KL, ``log N``: the target becomes
+    ``target_kl * log N / log kl_group_size`` (``None``: ``target_kl`` as it is, for any ``N``).
+    """
+
+    def __init__(
+        self,
+        tau: float = 1.0,
+        target_kl: float | None = None,
+        kl_group_size: int | None = None,
+    ) -> None:
+        nn.Module.__init__(self)
+        tau = _positive("tau", tau)
+        if target_kl is not None and not target_kl > 0:
+            raise GempoError(f"weight.target_kl must be > 0 or null, got {target_kl}")
+        if kl_group_size is not None and not (
+            int(kl_group_size) == kl_group_size and kl_group_size >= 2
+        ):
+            raise GempoError(f"weight.kl_group_size must be an integer >= 2, got {kl_group_size}")
+        self.target_kl = None if target_kl is None else float(target_kl)
+        self.kl_group_size = None if kl_group_size is None else int(kl_group_size)
+        self.log_tau = nn.Parameter(
+            torch.tensor(math.log(tau)), requires_grad=self.target_kl is not None
+        )
+
+    @property
+    def tau(self) -> Tensor:
+        """The current temperature (a scalar tensor, no gradient)."""
+        return self.log_tau.detach().exp()
+
+    @abstractmethod
+    def simplex(self, z: Tensor) -> Tensor:
+        """``(groups, N)`` scaled rewards ``q / tau`` -> weights summing to 1 per group."""
+
+    def __call__(self, advantages: Tensor) -> Tensor:
+        z = advantages / self.tau.to(advantages.dtype)
+        return advantages.shape[-1] * self.simplex(z)
+
+    def kl_from_uniform(self, weights: Tensor) -> Tensor:
+        """``KL(p || uniform)`` per group ``(groups,)``, ``p`` the weights' positive part
+        normalised to sum 1 (a floor below zero puts negative mass outside ``p``)."""
+        p = weights.detach().clamp_min(0.0)
+        p = p / p.sum(-1, keepdim=True).clamp_min(1e-12)
+        entropy = -torch.xlogy(p, p).sum(-1)
+        return math.log(weights.shape[-1]) - entropy
+
+    def kl_target(self, group_size: int) -> float:
+        """The KL target for groups of ``group_size``; a :class:`GempoError` when no weights
+        on ``group_size`` samples can reach it (the KL from uniform is below ``log N``)."""
+        assert self.target_kl is not None
+        target = self.target_kl
+        if self.kl_group_size is not None:
+            target *= math.log(group_size) / math.log(self.kl_group_size)
+        if not target < math.log(group_size):
+            raise GempoError(
+                f"weight.target_kl={self.target_kl} cannot be held with groups of {group_size} "
+                f"samples: the KL from uniform is below log N = {math.log(group_size):.3f}"
+            )
+        return target
+
+    def temperature_loss(self, weights: Tensor) -> Tensor:
+        """``tau * (target - KL(w || uniform))`` averaged over groups (0 when ``tau`` is
+        fixed): descending it raises ``tau`` while the weights are greedier than the target."""
+        if self.target_kl is None:
+            return torch.zeros((), device=weights.device)
+        gap = self.kl_target(weights.shape[-1]) - self.kl_from_uniform(weights).mean()
+        return self.log_tau.exp() * gap
+
+    def __repr__(self) -> str:
+        target = "fixed" if self.target_kl is None else f"target_kl={self.target_kl}"
+        return f"{type(self).__name__}(tau={float(self.tau):.3g}, {target})"
+
+
+class SimplexExpWeight(SimplexWeight):
+    """``w = exp((q - nu) / tau)``, ``nu = tau * logsumexp(q / tau)``: the softmax."""
+
+    def simplex(self, z: Tensor) -> Tensor:
+        return torch.softmax(z, dim=-1)
+
+
+class SimplexLinearWeight(SimplexWeight):
+    """``w = max((q - nu) / tau, bound / N)``: the Euclidean projection of ``q / tau`` onto the
+    simplex with the floor ``bound / N`` (``nu`` exact, by sorting and cumulative sums). With
+    ``bound = 0`` poor samples get zero weight; ``bound < 0`` gives them negative weight, the
+    repulsion of a signed target measure. ``bound < 1`` is needed for the floor to fit."""
+
+    def __init__(
+        self,
+        tau: float = 1.0,
+        target_kl: float | None = None,
+        kl_group_size: int | None = None,
+        bound: float = 0.0,
+    ) -> None:
+        super().__init__(tau, target_kl, kl_group_size)
+        if not bound < 1:
+            raise GempoError(f"weight.bound must be < 1, got {bound}")
+        self.bound = float(bound)
+        self.signed = self.bound < 0
+
+    def simplex(self, z: Tensor) -> Tensor:
+        n = z.shape[-1]
+        floor = self.bound / n
+        values = z.sort(dim=-1, descending=True).values
+        k = torch.arange(1, n + 1, device=z.device, dtype=z.dtype)
+        # with the top k above the floor: sum_{i<=k} (z_i - m) + (n - k) floor = 1
+        candidates = (values.cumsum(-1) + (n - k) * floor - 1.0) / k
+        m = _normaliser_from_sorted(values, candidates, lambda v, m: v - m <= floor)
+        return torch.clamp(z - m, min=floor)
+
+    def __repr__(self) -> str:
+        return super().__repr__()[:-1] + f", bound={self.bound})"
+
+
+class SimplexSquareWeight(SimplexWeight):
+    """``w = max((q - nu) / tau, 0)^2`` with ``nu`` exact so that the weights sum to 1."""
+
+    def simplex(self, z: Tensor) -> Tensor:
+        n = z.shape[-1]
+        values = z.sort(dim=-1, descending=True).values
+        k = torch.arange(1, n + 1, device=z.device, dtype=z.dtype)
+        s, q = values.cumsum(-1), values.pow(2).cumsum(-1)
+        # with the top k active: sum_{i<=k} (z_i - m)^2 = 1, the root below every active z_i
+        disc = s.pow(2) - k * (q - 1.0)
+        candidates = torch.where(
+            disc >= 0, (s - disc.clamp_min(0).sqrt()) / k, torch.full_like(s, math.nan)
+        )
+        m = _normaliser_from_sorted(values, candidates, lambda v, m: v <= m)
+        return torch.clamp(z - m, min=0.0).pow(2)
+
+
 WEIGHT_FUNCTIONS: dict[str, type[WeightFunction]] = {
     "exp": ExpWeight,
     "linear": LinearWeight,
@@ -208,6 +362,9 @@ WEIGHT_FUNCTIONS: dict[str, type[WeightFunction]] = {
     "sigmoid": SigmoidWeight,
     "rank": RankWeight,
     "topk": TopKWeight,
+    "simplex_exp": SimplexExpWeight,
+    "simplex_linear": SimplexLinearWeight,
+    "simplex_square": SimplexSquareWeight,
 }
 
 

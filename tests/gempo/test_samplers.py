@@ -15,15 +15,31 @@ def test_euler_integrates_constant_and_linear_fields():
     torch.testing.assert_close(decayed, x_0 * (1 - 0.25) ** 4)
 
 
-def test_continuous_policy_samples_shapes_and_bounds():
+def test_continuous_policy_samples_shapes_and_is_unbounded():
     field = MLPVelocityField(3, cond_dim=5, hidden=16, depth=1)
-    torch.nn.init.constant_(field.net[-1].bias, 50.0)  # pushes every sample out of the box
-    policy = ContinuousFlowPolicy(
-        field, dim=3, steps=4, low=-1.0, high=torch.tensor([1.0, 2.0, 3.0])
-    )
-    x = policy.sample(torch.randn(8, 5))
+    torch.nn.init.constant_(field.net[-1].bias, 50.0)  # a constant velocity of 50
+    policy = ContinuousFlowPolicy(field, dim=3, steps=4)
+    cond = torch.randn(8, 5)
+    torch.manual_seed(0)
+    x = policy.sample(cond)
+    torch.manual_seed(0)
+    x_0 = torch.randn(8, 3)
     assert x.shape == (8, 3) and x.dtype == torch.float32
-    torch.testing.assert_close(x, torch.tensor([1.0, 2.0, 3.0]).expand(8, 3))
+    torch.testing.assert_close(x, x_0 + 50.0)
+
+
+def test_error_clip_caps_each_elements_squared_error():
+    field = MLPVelocityField(2, cond_dim=0, hidden=8, depth=1)  # zero velocity at init
+    x_1, cond = torch.tensor([[10.0, 0.0]]), torch.zeros(1, 0)
+    clipped = ContinuousFlowPolicy(field, dim=2, error_clip=5.0)
+    plain = ContinuousFlowPolicy(field, dim=2)
+    torch.manual_seed(0)
+    loss_clipped = clipped.per_sample_loss(x_1, cond).flow_matching
+    torch.manual_seed(0)
+    point = plain.path.sample(x_1, torch.rand(1))
+    expected = (point.velocity.pow(2)).clamp(max=5.0).mean(-1)
+    torch.testing.assert_close(loss_clipped, expected)
+    assert loss_clipped.item() < plain.path.per_sample_loss(torch.zeros(1, 2), point).item()
 
 
 def test_masked_sampler_shapes_dtype_and_reproducibility():
