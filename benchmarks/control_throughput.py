@@ -1,13 +1,16 @@
-"""Environment steps per second *with learning* for GeMPO at default settings vs.
-Stable-Baselines3 SAC on the same env and machine, in the same run, plus the time split of
-one GeMPO update (sampling N x K, critic, actor step).
+"""Environment steps per second *with learning*: GeMPO's CPU preset (``agent=gempo_cpu``), the
+reference settings (``agent=gempo``) and this project's SAC, next to Stable-Baselines3 SAC on
+the same env and machine, in the same run, plus the time split of one update.
 
-    python benchmarks/control_throughput.py [--env hopper] [--steps 200] [--device auto]
+    python benchmarks/control_throughput.py [--env walker2d] [--steps 300] [--rounds 3]
 
-Both agents first fill their buffers with ``--learning-starts`` random steps (not timed), then
-the timed phase runs ``--steps`` env steps with one gradient update per step. Writes
-``benchmarks/results/control_throughput_<device>.json``. SB3 is optional (``pip install
--e ".[baselines]"``); without it the SB3 column is skipped and the script says so.
+Each agent first fills its buffer with ``--learning-starts`` random steps (not timed), then
+every round times ``--steps`` env steps with one gradient update per step (actor updates from
+the first step: ``agent.actor_starts=0``) for each agent in turn, so load on the machine
+affects them alike; the median over rounds is reported. ``--reference-steps`` (default 20)
+times the slow reference settings. Writes ``benchmarks/results/control_throughput_<device>.json``.
+SB3 is optional (``pip install -e ".[baselines]"``); without it the SB3 column is skipped and
+the script says so.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import importlib.util
 import json
 import os
 import platform
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -30,94 +34,101 @@ from control.train import Trainer
 REPO = Path(__file__).resolve().parents[1]
 
 
-def ours(
-    env: str, agent: str, steps: int, learning_starts: int, device: str, threads: int | None
-) -> dict:
-    """Steps/s of this project's loop (act, step, store, update) and the update time split."""
-    overrides = [
-        f"env={env}",
-        f"agent={agent}",
-        f"device={device}",
-        "profile=true",
-        "progress=false",
-        f"learning_starts={learning_starts}",
-        f"total_steps={learning_starts + steps}",
-        f"torch_threads={threads if threads else 'null'}",
-        "plot=false",
-    ]
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-        cfg = compose("control_train", overrides=overrides)
-    with tempfile.TemporaryDirectory() as run_dir:
-        trainer = Trainer(cfg, Path(run_dir))
-        while trainer.state.env_step < learning_starts:  # fill the buffer, untimed
-            trainer.step(trainer.act())
-        trainer.learn()
-        trainer.agent.timer.reset()
-        if trainer.device.type == "cuda":
-            torch.cuda.synchronize()
+class Ours:
+    """One of this project's agents, its buffer filled, ready to time env steps."""
+
+    def __init__(
+        self, env: str, agent: str, learning_starts: int, device: str, threads: int | None
+    ) -> None:
+        overrides = [
+            f"env={env}",
+            f"agent={agent}",
+            f"device={device}",
+            "profile=true",
+            "progress=false",
+            f"learning_starts={learning_starts}",
+            "agent.actor_starts=0",
+            "total_steps=10000000",
+            f"torch_threads={threads if threads else 'null'}",
+            "plot=false",
+        ]
+        with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+            self.cfg = compose("control_train", overrides=overrides)
+        self.tmp = tempfile.TemporaryDirectory()
+        self.trainer = Trainer(self.cfg, Path(self.tmp.name))
+        while self.trainer.state.env_step < learning_starts:  # fill the buffer, untimed
+            self.trainer.step(self.trainer.act())
+        self.trainer.learn()
+        self.trainer.agent.timer.reset()
+
+    def time(self, steps: int) -> float:
+        """Env steps per second over ``steps`` steps with learning."""
+        trainer = self.trainer
+        synchronize(trainer.device)
         start = time.perf_counter()
         for _ in range(steps):
             trainer.step(trainer.act())
             trainer.learn()
-        if trainer.device.type == "cuda":
-            torch.cuda.synchronize()
-        seconds = time.perf_counter() - start
-        split = trainer.agent.timer.mean_ms()
-        trainer.logger.close()
-        trainer.close()
-    actor = cfg.agent.actor
-    settings = {
-        "batch_size": cfg.batch_size,
-        "critic_hidden": cfg.critic.hidden,
-        "actor_hidden": actor.hidden,
-    }
-    if agent == "gempo":
-        settings.update(
-            group_size=actor.group_size,
-            euler_steps=actor.steps,
-            act_candidates=actor.act_candidates,
+        synchronize(trainer.device)
+        return steps / (time.perf_counter() - start)
+
+    def settings(self) -> dict:
+        actor = self.cfg.agent.actor
+        keys = ("hidden", "depth", "steps", "group_size", "actor_batch", "sample_dtype")
+        return {
+            "batch_size": self.cfg.batch_size,
+            "critic_hidden": self.cfg.critic.hidden,
+            "actor_every": self.cfg.agent.actor_every,
+            **{k: actor[k] for k in keys if k in actor},
+        }
+
+    def close(self) -> dict:
+        split = self.trainer.agent.timer.mean_ms()
+        self.trainer.logger.close()
+        self.trainer.close()
+        self.tmp.cleanup()
+        return {k: round(v, 3) for k, v in split.items()}
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+class SB3SAC:
+    """SB3 SAC (its defaults: 2 x 256, batch 256, one update per step), buffer filled."""
+
+    def __init__(self, env_id: str, learning_starts: int, device: str) -> None:
+        import gymnasium as gym
+        from stable_baselines3 import SAC
+
+        self.model = SAC(
+            "MlpPolicy",
+            gym.make(env_id),
+            learning_starts=learning_starts,
+            batch_size=256,
+            train_freq=1,
+            gradient_steps=1,
+            device=device,
+            seed=0,
+            verbose=0,
         )
-    return {
-        "env_steps_per_s": steps / seconds,
-        "update_split_ms": {k: round(v, 3) for k, v in split.items()},
-        "settings": settings,
-    }
+        self.model.learn(total_timesteps=learning_starts + 1)  # fill the buffer, untimed
 
-
-def sb3_sac(env_id: str, steps: int, learning_starts: int, device: str) -> dict | None:
-    """Steps/s of SB3 SAC (its defaults: 2 x 256, batch 256, one update per step)."""
-    if importlib.util.find_spec("stable_baselines3") is None:
-        print(
-            "stable-baselines3 is not installed: skipping the SB3 SAC baseline "
-            '(pip install -e ".[baselines]")'
-        )
-        return None
-    import gymnasium as gym
-    from stable_baselines3 import SAC
-
-    model = SAC(
-        "MlpPolicy",
-        gym.make(env_id),
-        learning_starts=learning_starts,
-        batch_size=256,
-        train_freq=1,
-        gradient_steps=1,
-        device=device,
-        seed=0,
-        verbose=0,
-    )
-    model.learn(total_timesteps=learning_starts + 1)  # fill the buffer, untimed
-    start = time.perf_counter()
-    model.learn(total_timesteps=steps, reset_num_timesteps=False)
-    return {"env_steps_per_s": steps / (time.perf_counter() - start)}
+    def time(self, steps: int) -> float:
+        start = time.perf_counter()
+        self.model.learn(total_timesteps=steps, reset_num_timesteps=False)
+        return steps / (time.perf_counter() - start)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--env", default="hopper", help="env config name")
-    parser.add_argument("--steps", type=int, default=200, help="timed env steps (with learning)")
+    parser.add_argument("--env", default="walker2d", help="env config name")
+    parser.add_argument("--steps", type=int, default=300, help="timed env steps per round")
+    parser.add_argument("--reference-steps", type=int, default=20, help="... for agent=gempo")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds, each agent in turn")
     parser.add_argument("--learning-starts", type=int, default=1000)
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument(
@@ -129,9 +140,23 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
         env_id = compose("control_train", overrides=[f"env={args.env}"]).env.id
-    gempo = ours(args.env, "gempo", args.steps, args.learning_starts, str(device), args.threads)
-    sac = ours(args.env, "sac", args.steps, args.learning_starts, str(device), args.threads)
-    baseline = sb3_sac(env_id, args.steps, args.learning_starts, str(device))
+    agents = {
+        name: Ours(args.env, name, args.learning_starts, str(device), args.threads)
+        for name in ("gempo_cpu", "sac", "gempo")
+    }
+    if importlib.util.find_spec("stable_baselines3") is None:
+        print(
+            "stable-baselines3 is not installed: skipping the SB3 SAC baseline "
+            '(pip install -e ".[baselines]")'
+        )
+    else:
+        agents["sb3_sac"] = SB3SAC(env_id, args.learning_starts, str(device))
+    rates: dict[str, list[float]] = {name: [] for name in agents}
+    for round_ in range(args.rounds):
+        for name, agent in agents.items():
+            steps = args.reference_steps if name == "gempo" else args.steps
+            rates[name].append(agent.time(steps))
+            print(f"round {round_ + 1}: {name} {rates[name][-1]:.2f} env steps/s", flush=True)
     result = {
         "env": env_id,
         "device": str(device),
@@ -141,14 +166,23 @@ def main() -> None:
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "load_average_1min": os.getloadavg()[0],
-        "timed_env_steps": args.steps,
-        "gempo": gempo,
-        "sac_same_code": sac,
-        "sb3_sac": baseline,
-        "gempo_over_sb3_sac": gempo["env_steps_per_s"] / baseline["env_steps_per_s"]
-        if baseline
-        else None,
+        "rounds": args.rounds,
+        "timed_env_steps_per_round": {
+            name: args.reference_steps if name == "gempo" else args.steps for name in agents
+        },
     }
+    for name, agent in agents.items():
+        result[name] = {
+            "env_steps_per_s": statistics.median(rates[name]),
+            "per_round": [round(r, 2) for r in rates[name]],
+        }
+        if isinstance(agent, Ours):
+            result[name].update(update_split_ms=agent.close(), settings=agent.settings())
+    if "sb3_sac" in agents:
+        sb3 = result["sb3_sac"]["env_steps_per_s"]
+        result["ratio_to_sb3_sac"] = {
+            name: round(result[name]["env_steps_per_s"] / sb3, 3) for name in agents
+        }
     out = REPO / "benchmarks" / "results" / f"control_throughput_{device.type}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

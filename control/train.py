@@ -293,7 +293,7 @@ class Trainer:
         while s.env_step < total:
             actions = self.act()
             finished += self.step(actions)
-            stats = self.learn() or stats
+            stats.update(self.learn())  # the newest value of each stat (critic and actor)
             bar.update(self.envs.num_envs)
             if bar.n >= bar.total and s.env_step < total:
                 bar.close()

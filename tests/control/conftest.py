@@ -20,6 +20,7 @@ TINY = [
     "eval_every=150",
     "eval_episodes=2",
     "log_every=100",
+    "agent.actor_starts=0",
     "critic.hidden=32",
     "agent.actor.hidden=32",
     "agent.actor.depth=2",
@@ -31,6 +32,7 @@ TINY = [
 
 TINY_GEMPO = [
     "agent.actor.steps=3",
+    "agent.actor.proposal_every=40",
     "agent.actor.group_size=4",
     "agent.actor.act_candidates=2",
     "agent.actor.eval_candidates=2",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import torch
 from hydra.utils import instantiate
@@ -13,7 +14,8 @@ from control.critics import ObservationNormalizer, TwinCritic
 from control.profiling import SectionTimer
 from control.replay import Transitions
 from gempo.losses import GeMPOObjective
-from gempo.weights import LinearWeight
+from gempo.weights import LinearWeight, SimplexLinearWeight
+from tests.control.conftest import CONFIG_DIR
 
 
 class QuadraticCritic(TwinCritic):
@@ -33,20 +35,22 @@ def test_gempo_actor_update_moves_the_flow_toward_high_q_actions():
     actor = FlowActor(
         obs_dim=2,
         act_dim=1,
-        objective=GeMPOObjective(LinearWeight(beta=1.0)),
+        objective=GeMPOObjective(SimplexLinearWeight(target_kl=1.0), normalization="auto"),
         optimizer=lambda p: torch.optim.Adam(p, lr=3e-3),
+        temperature_optimizer=lambda p: torch.optim.Adam(p, lr=3e-2),
         hidden=32,
         depth=2,
         steps=4,
         group_size=16,
+        proposal_every=10,
     )
     critic, obs = QuadraticCritic(target=0.6), torch.randn(32, 2)
-    before = actor.policy.sample(obs)  # untrained: N(0, 1) clamped to [-1, 1]
-    for _ in range(60):
+    before = actor.act(obs, critic, "eval_raw")  # untrained: tanh of N(0, 1)
+    for _ in range(120):
         actor.update(obs, critic, SectionTimer())
-    after = actor.policy.sample(obs)
-    assert (before - 0.6).abs().mean() > 0.6
-    assert (after - 0.6).abs().mean() < 0.15
+    after = actor.act(obs, critic, "eval_raw")
+    assert (before - 0.6).abs().mean() > 0.5
+    assert (after - 0.6).abs().mean() < 0.12
 
 
 def test_actor_update_samples_every_state_and_sample_in_one_batched_solve():
@@ -60,14 +64,16 @@ def test_actor_update_samples_every_state_and_sample_in_one_batched_solve():
         steps=5,
         group_size=8,
     )
-    batch_sizes: list[int] = []
-    actor.policy.velocity_field.register_forward_hook(
-        lambda m, args, out: batch_sizes.append(args[0].shape[0])
-    )
+    batch_sizes: list[tuple[str, int]] = []
+    for name in ("proposal", "policy"):
+        getattr(actor, name).velocity_field.register_forward_hook(
+            lambda m, args, out, name=name: batch_sizes.append((name, args[0].shape[0]))
+        )
     timer = SectionTimer(enabled=True)
     stats = actor.update(torch.randn(10, 2), TwinCritic(2, 3, hidden=8, depth=1), timer)
-    # 5 Euler steps over all 10 x 8 rows, then one flow-matching pass over the same rows
-    assert batch_sizes == [80] * 5 + [80]
+    # the frozen proposal: 5 Euler steps over all 10 x 8 rows; then one flow-matching pass of
+    # the policy over the same rows
+    assert batch_sizes == [("proposal", 80)] * 5 + [("policy", 80)]
     assert {"actor_sample", "actor_step"} <= set(timer.mean_ms())
     assert math.isfinite(stats["actor/loss"]) and "actor/weight_mean" in stats
 
@@ -83,7 +89,7 @@ def test_best_of_candidates_picks_the_highest_q_action():
         depth=1,
         steps=1,
     )
-    critic = QuadraticCritic(target=1.0)  # untrained flow samples N(0, 1) clamped to [-1, 1]
+    critic = QuadraticCritic(target=1.0)  # untrained flow: tanh of N(0, 1)
     one = actor.best_of(torch.zeros(256, 2), critic, candidates=1)
     best = actor.best_of(torch.zeros(256, 2), critic, candidates=16)
     assert best.mean() > one.mean() + 0.5 and best.abs().max() <= 1.0
@@ -138,8 +144,59 @@ def test_observation_normalizer_matches_batch_statistics():
 
 
 def test_every_weight_config_builds_the_gempo_objective(make_cfg):
-    for name in ["exp", "linear", "linear_clip", "advantage", "tanh", "sigmoid", "rank", "topk"]:
+    for name in sorted(p.stem for p in (Path(CONFIG_DIR) / "weight").glob("*.yaml")):
         cfg = make_cfg(f"weight={name}", "agent.actor.group_size=8")
         actor = instantiate(cfg.agent.actor)(obs_dim=4, act_dim=1)
         stats = actor.update(torch.randn(6, 4), TwinCritic(4, 1, hidden=8), SectionTimer())
         assert math.isfinite(stats["actor/loss"]), name
+
+
+def test_the_frozen_proposal_refreshes_on_schedule_and_only_then():
+    torch.manual_seed(0)
+    actor = FlowActor(
+        obs_dim=2,
+        act_dim=1,
+        objective=GeMPOObjective(LinearWeight()),
+        optimizer=lambda p: torch.optim.Adam(p, lr=1e-2),
+        hidden=8,
+        depth=1,
+        steps=2,
+        group_size=4,
+        proposal_every=3,
+    )
+    critic, obs = QuadraticCritic(target=0.5), torch.randn(8, 2)
+
+    def same() -> bool:
+        pairs = zip(actor.proposal.parameters(), actor.policy.parameters(), strict=True)
+        return all(torch.equal(a, b) for a, b in pairs)
+
+    initial = [p.clone() for p in actor.proposal.parameters()]
+    history = []
+    for _ in range(7):
+        actor.update(obs, critic, SectionTimer())
+        history.append(same())
+    assert history == [False, False, True, False, False, True, False]
+    assert not any(p.requires_grad for p in actor.proposal.parameters())
+    refreshed = zip(initial, actor.proposal.parameters(), strict=True)
+    assert not all(torch.equal(a, b) for a, b in refreshed)
+    assert actor.state_dict()["_extra_state"] == {"actor_updates": 7}
+
+
+def test_flow_actions_never_sit_on_the_box_faces_at_initialisation():
+    """Clamped N(0, I) samples in 6-d put about 90% of actions on a face; tanh puts none."""
+    torch.manual_seed(0)
+    actor = FlowActor(
+        obs_dim=3,
+        act_dim=6,
+        objective=GeMPOObjective(LinearWeight()),
+        optimizer=lambda p: torch.optim.Adam(p),
+        hidden=8,
+        depth=1,
+        steps=2,
+    )
+    obs = torch.randn(4000, 3)
+    latents = actor.sample_latents(actor.policy, obs)
+    actions = actor.act(obs, QuadraticCritic(0.0), "eval_raw")
+    assert (latents.abs() > 1).any(-1).float().mean() > 0.85  # what clamping would pile up
+    assert (actions.abs() >= 0.999).any(-1).float().mean() < 0.01
+    assert actions.abs().max() < 1.0

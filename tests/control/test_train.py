@@ -25,8 +25,12 @@ def test_a_short_run_writes_evaluations_checkpoints_and_a_plot(make_cfg, tmp_pat
     assert evals["env_step"].tolist() == [150, 300]
     assert {
         "eval/return_std",
+        "eval_raw/return_mean",  # one plain policy sample, next to the evaluation rule
         "train/critic/loss",
         "train/actor/loss",
+        "train/actor/tau",
+        "train/actor/weight_kl",
+        "train/actor/at_bound",
         "train/env_steps_per_s",
     } <= set(metrics["name"])
     assert (tmp_path / "learning_curve.png").stat().st_size > 0
@@ -45,9 +49,23 @@ def test_a_resumed_run_continues_exactly(make_cfg, tmp_path, agent):
     )
     assert (resumed.env_step, resumed.grad_updates) == (straight.env_step, straight.grad_updates)
     assert resumed.last_eval.returns.tolist() == straight.last_eval.returns.tolist()
-    a = load_checkpoint(tmp_path / "straight")["agent"]["model"]
-    b = load_checkpoint(tmp_path / "resumed")["agent"]["model"]
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    a = load_checkpoint(tmp_path / "straight")["agent"]
+    b = load_checkpoint(tmp_path / "resumed")["agent"]
+    assert a["model"].keys() == b["model"].keys()
+    for key, value in a["model"].items():  # networks, proposal, temperature, update counts
+        assert (
+            torch.equal(value, b["model"][key])
+            if torch.is_tensor(value)
+            else value == b["model"][key]
+        ), key
+    if agent == "gempo":
+        model = a["model"]
+        assert model["actor._extra_state"]["actor_updates"] == 342  # 8 proposal refreshes
+        # the flow's output layer starts at zero: a non-zero proposal layer was refreshed, and
+        # 22 updates after the last refresh it differs from the policy's
+        proposal = model["actor.proposal.velocity_field.net.4.weight"]
+        assert proposal.abs().sum() > 0
+        assert not torch.equal(proposal, model["actor.policy.velocity_field.net.4.weight"])
     curve = pd.read_csv(tmp_path / "resumed" / "metrics.csv")
     assert curve[curve["name"] == "eval/return_mean"]["env_step"].tolist() == [200, 400]
 
@@ -72,6 +90,9 @@ def test_cli_bad_input_is_one_line_and_exit_code_2(tmp_path):
             run_dir,
         ): "total_steps=1000 is below learning_starts=5000",
         (f"resume={tmp_path / 'bad'}", run_dir): "is corrupted or unreadable",
+        ("total_steps=abc", run_dir): "total_steps must be an integer, got 'abc'",
+        ("agent.actor_every=x", run_dir): "agent.actor_every must be an integer, got 'x'",
+        ("gamma=high", run_dir): "gamma must be a number, got 'high'",
     }
     for args, message in cases.items():
         done = _cli(*args)
@@ -89,6 +110,8 @@ def test_cli_walker2d_smoke_run_and_evaluate(tmp_path):
     done = _cli("env=walker2d", "total_steps=5000", "progress=false", f"hydra.run.dir={run}")
     assert done.returncode == 0, done.stderr[-3000:]
     assert (run / "checkpoints" / LAST).exists() and (run / "learning_curve.png").exists()
+    log = (run / "train.log").read_text()
+    assert "env step 5000: eval return" in log and "(one sample)" in log
     done = _cli(
         f"checkpoint={run}",
         "episodes=2",
