@@ -4,8 +4,8 @@ seeds (the ``notebooks/control_curves.ipynb`` figures).
 A run is a folder with ``config.yaml`` and the long-format ``metrics.csv``
 (``env_step, grad_updates, name, value``) that :class:`control.metrics.MetricsLogger` writes:
 ``outputs/control/<env>/<time>/`` of single runs and ``multirun/control/<time>/<overrides>/`` of
-sweeps. The benchmark's ``benchmarks/results/control_learning_*.json`` files hold one eval curve
-each and read into the same table.
+sweeps. The learning benchmark's ``benchmarks/results/control_learning/*.json`` files hold the
+eval curves of one run each and read into the same table.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def find_runs(*roots: str | Path) -> list[Path]:
 def scheme_label(agent: str, weight: dict | str | None) -> str:
     """``sac``, or ``gempo (linear, beta=1.0)``: the agent and, for GeMPO, its weight function
     (config name and parameters, or just the name)."""
-    if agent != "gempo" or weight is None:
+    if not agent.startswith("gempo") or weight is None:
         return agent
     if isinstance(weight, str):
         return f"{agent} ({weight})"
@@ -74,26 +74,27 @@ def load_runs(run_dirs: Iterable[str | Path]) -> pd.DataFrame:
 
 
 def load_benchmark_curves(results_dir: str | Path) -> pd.DataFrame:
-    """The eval curves in ``control_learning_*.json`` under ``results_dir`` as rows of the
-    :func:`load_runs` table (metrics ``eval/return_mean`` and ``eval/return_std``; env by its
-    gymnasium id, e.g. ``InvertedPendulum-v5``)."""
+    """The eval curves in ``control_learning/*.json`` under ``results_dir`` (one run each, as
+    ``benchmarks/control_learning.py`` writes them) as rows of the :func:`load_runs` table
+    (metrics ``eval/...`` and ``eval_raw/...`` ``return_mean`` and ``return_std``; env by its
+    gymnasium id, e.g. ``Hopper-v5``)."""
     frames = []
-    for path in sorted(Path(results_dir).glob("control_learning_*.json")):
+    for path in sorted((Path(results_dir) / "control_learning").glob("*.json")):
         data = json.loads(path.read_text())
-        curve = pd.DataFrame(data["curve"])
-        long = curve.melt(
-            id_vars="env_step", value_vars=["return_mean", "return_std"], var_name="name"
-        )
-        frames.append(
-            long.assign(
-                name="eval/" + long["name"],
-                env=data["env"],
-                scheme=scheme_label(data["agent"], data.get("weight")),
-                seed=int(data.get("seed", 0)),
-                run=str(path),
-                grad_updates=float("nan"),
+        for prefix, curve in data["curves"].items():
+            long = pd.DataFrame(curve).melt(
+                id_vars="env_step", value_vars=["return_mean", "return_std"], var_name="name"
             )
-        )
+            frames.append(
+                long.assign(
+                    name=f"{prefix}/" + long["name"],
+                    env=data["env"],
+                    scheme=scheme_label(data["agent"], data.get("weight")),
+                    seed=int(data["seed"]),
+                    run=str(path),
+                    grad_updates=float("nan"),
+                )
+            )
     return load_runs([]) if not frames else pd.concat(frames, ignore_index=True)
 
 

@@ -68,12 +68,17 @@ def test_no_runs_give_an_empty_table_and_a_foreign_config_a_one_line_error(tmp_p
 
 def test_benchmark_json_curves_read_like_runs(tmp_path):
     curve = {"env_step": [1000, 2000], "return_mean": [5.0, 45.0], "return_std": [0.0, 2.5]}
+    raw = {"env_step": [1000, 2000], "return_mean": [4.0, 40.0], "return_std": [1.0, 1.0]}
     payload = {"env": "InvertedPendulum-v5", "agent": "sac", "weight": None, "seed": 0}
-    (tmp_path / "control_learning_ip_sac.json").write_text(json.dumps({**payload, "curve": curve}))
+    (tmp_path / "control_learning").mkdir()
+    (tmp_path / "control_learning" / "ip_sac_seed0.json").write_text(
+        json.dumps({**payload, "curves": {"eval": curve, "eval_raw": raw}})
+    )
     (tmp_path / "control_throughput_cpu.json").write_text("{}")  # not a curve: ignored
     table = load_benchmark_curves(tmp_path)
     summary = seed_summary(table)
     assert summary["scheme"].unique().tolist() == ["sac"]
     assert summary["mean"].tolist() == [5.0, 45.0]
     assert seed_summary(table, "eval/return_std")["mean"].tolist() == [0.0, 2.5]
+    assert seed_summary(table, "eval_raw/return_mean")["mean"].tolist() == [4.0, 40.0]
     assert load_benchmark_curves(tmp_path / "missing").empty
