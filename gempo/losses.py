@@ -54,21 +54,27 @@ class ReweightedLoss(nn.Module):
         weights = weights.detach()
         if self.max_negative_mass is None:
             return weights
-        negative = weights < 0
-        negative_mass = -weights[negative].sum()
-        positive_mass = weights[~negative].sum()
-        if negative_mass <= 0:
-            return weights
-        scale = torch.clamp(self.max_negative_mass * positive_mass / negative_mass, max=1.0)
-        return torch.where(negative, weights * scale, weights)
+        negative_mass = -weights.clamp(max=0.0).sum()
+        positive_mass = weights.clamp(min=0.0).sum()
+        # without negative weights the scale is unused; the floor only avoids 0 / 0
+        scale = torch.clamp(
+            self.max_negative_mass * positive_mass / negative_mass.clamp_min(1e-30), max=1.0
+        )
+        return torch.where(weights < 0, weights * scale, weights)
 
     def forward(self, per_sample_loss: Tensor, weights: Tensor) -> Tensor:
         """``per_sample_loss``, ``weights``: ``(batch,)``. Returns the scalar loss."""
         weights = self.stabilized_weights(weights)
         negative = weights < 0
-        if self.negative_loss_clip is not None and bool(negative.any()):
-            typical = per_sample_loss[~negative] if bool((~negative).any()) else per_sample_loss
-            bound = self.negative_loss_clip * typical.mean().detach()
+        if self.negative_loss_clip is not None:  # no effect without negative weights
+            keep = (~negative).to(per_sample_loss.dtype)
+            count = keep.sum()
+            typical = torch.where(  # the non-negative samples' mean loss, else everyone's
+                count > 0,
+                (per_sample_loss * keep).sum() / count.clamp_min(1.0),
+                per_sample_loss.mean(),
+            )
+            bound = self.negative_loss_clip * typical.detach()
             per_sample_loss = torch.where(
                 negative, torch.minimum(per_sample_loss, bound), per_sample_loss
             )

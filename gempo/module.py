@@ -26,6 +26,7 @@ from torch.utils.data import IterableDataset
 from gempo.errors import GempoError
 from gempo.losses import GeMPOObjective
 from gempo.policies import GenerativePolicy
+from gempo.weights import check_finite_rewards
 
 Reward = Callable[[Tensor, Tensor], Tensor]
 """``(cond (batch, cond_dim), x (batch, ...)) -> rewards (batch,)``."""
@@ -266,7 +267,7 @@ class GeMPOModule(pl.LightningModule):
     def score(self, cond: Tensor, x: Tensor) -> Tensor:
         """Rewards ``(batch,)`` of samples ``x`` under contexts ``cond``."""
         with torch.no_grad():
-            return self.reward(cond, x).float()
+            return check_finite_rewards(self.reward(cond, x).float())
 
     def behaviour_batch(self, contexts: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """The batch to fit this step: drawn and scored anew every ``updates_per_batch`` steps,

@@ -38,23 +38,31 @@ def centered_ranks(values: Tensor) -> Tensor:
     return 2.0 * rank / (n - 1) - 1.0
 
 
+def check_finite_rewards(rewards: Tensor) -> Tensor:
+    """``rewards`` unchanged, or a :class:`GempoError` naming how many are nan/inf. It reads a
+    number back from the device, so it belongs where rewards are produced (an oracle's score),
+    not inside an update that must not wait for the GPU."""
+    bad = int((~torch.isfinite(rewards)).sum())
+    if bad:
+        raise GempoError(
+            f"reward returned {bad} non-finite value(s) (nan/inf) in a batch of shape "
+            f"{tuple(rewards.shape)}; the reward model must return finite numbers"
+        )
+    return rewards
+
+
 def normalize_rewards(rewards: Tensor, mode: Normalization = "zscore", eps: float = 1e-6) -> Tensor:
     """Advantages from rewards, within each group.
 
     ``rewards``: ``(groups, group_size)``. ``none`` keeps them; ``center`` subtracts the group
     mean; ``zscore`` also divides by the group standard deviation (a group whose rewards are all
     equal gets zero advantages); ``rank`` gives centered ranks in ``[-1, 1]``.
-    Raises :class:`GempoError` on non-finite rewards or a z-score of a group of one.
+    Raises :class:`GempoError` on a z-score of a group of one. Reads nothing back from the
+    device (see :func:`check_finite_rewards` for the rewards' own check).
     """
     if rewards.dim() != 2:
         raise GempoError(
             f"rewards must have shape (groups, group_size), got {tuple(rewards.shape)}"
-        )
-    bad = (~torch.isfinite(rewards)).sum().item()
-    if bad:
-        raise GempoError(
-            f"reward returned {bad} non-finite value(s) (nan/inf) in a group of shape "
-            f"{tuple(rewards.shape)}; the reward model must return finite numbers"
         )
     if mode == "none":
         return rewards

@@ -12,6 +12,7 @@ from gempo.weights import (
     TopKWeight,
     build_weight,
     centered_ranks,
+    check_finite_rewards,
     normalize_rewards,
 )
 from tests.conftest import CONFIG_DIR
@@ -84,7 +85,7 @@ def test_normalizations():
         (lambda: build_weight("exp", tau=0.0), "weight.tau must be > 0, got 0.0"),
         (lambda: build_weight("linear", beta=-1.0), "weight.beta must be > 0"),
         (lambda: build_weight("exp", temperature=1.0), "weight 'exp'"),
-        (lambda: normalize_rewards(torch.tensor([[1.0, float("nan")]])), "1 non-finite value"),
+        (lambda: check_finite_rewards(torch.tensor([[1.0, float("nan")]])), "1 non-finite value"),
         (lambda: normalize_rewards(torch.tensor([[1.0], [2.0]]), "zscore"), "group_size >= 2"),
         (lambda: normalize_rewards(torch.ones(2, 3), "minmax"), "unknown normalization 'minmax'"),
     ],
