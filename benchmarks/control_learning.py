@@ -226,7 +226,10 @@ def report(args: argparse.Namespace) -> None:
             "final_returns": scores.tolist(),
             "eval": intervals(scores),
             "eval_raw": intervals(finals["eval_raw"][(env, agent)]),
-            "wall_h": [round(d["wall_s_this_process"] / 3600, 2) for d in runs],
+            "wall_h": [
+                f"{d['wall_s_this_process'] / 3600:.2f}{' (resumed)' if d['resumed'] else ''}"
+                for d in runs
+            ],
         }
         table.append(row)
         e, r = row["eval"], row["eval_raw"]
@@ -244,7 +247,8 @@ def report(args: argparse.Namespace) -> None:
         "per run; mean and IQM over seeds with 95% stratified bootstrap intervals (rliable). "
         "'eval rule': GeMPO best of 10 samples by min-Q, SAC its mean action; 'one sample': "
         f"one GeMPO policy sample (SAC: the mean action again). Machine: {'; '.join(machines)}; "
-        "one torch thread per run, two runs at a time.\n\n"
+        "one torch thread per run, two runs at a time. Wall time is per run; a resumed run's "
+        "counts only the process that finished it.\n\n"
     )
     out = RESULTS.parent / "control_learning"
     Path(f"{out}.md").write_text(header + "\n".join(lines) + "\n")
