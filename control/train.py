@@ -38,11 +38,19 @@ from control.envs import (
 from control.evaluation import EvalResult, evaluate
 from control.metrics import MetricsLogger, plot_learning_curves, read_eval_curve
 from control.replay import ReplayBuffer, Transitions
-from gempo.errors import GempoError, config_number, exit_on_user_error
+from gempo.errors import GempoError, claim_run_dir, config_number, exit_on_user_error
 
 log = logging.getLogger(__name__)
 
-RESUME_OVERRIDES = ("total_steps", "device", "torch_threads", "progress", "plot", "profile")
+RESUME_OVERRIDES = (
+    "total_steps",
+    "device",
+    "torch_threads",
+    "progress",
+    "plot",
+    "profile",
+    "overwrite",
+)
 """Config keys a resumed run takes from its command line; everything else comes from the
 checkpoint, so the run continues exactly."""
 
@@ -99,6 +107,14 @@ def check_config(cfg: DictConfig) -> None:
         config_number(cfg, key)
 
 
+def resumes_into(resume: str | None, run_dir: Path) -> bool:
+    """Whether ``resume`` (a run folder or a checkpoint) is ``run_dir`` or inside it."""
+    if resume is None:
+        return False
+    target, folder = Path(str(resume)).resolve(), run_dir.resolve()
+    return target == folder or folder in target.parents
+
+
 def resolve_config(cfg: DictConfig) -> tuple[DictConfig, dict | None]:
     """The run's config and, when resuming, the checkpoint (whose config wins except for
     :data:`RESUME_OVERRIDES`)."""
@@ -116,6 +132,7 @@ class Trainer:
     """Holds the envs, agent, buffer and logger of one run, and runs its loop."""
 
     def __init__(self, cfg: DictConfig, run_dir: Path) -> None:
+        claim_run_dir(run_dir, resumes_into(cfg.get("resume"), run_dir), bool(cfg.overwrite))
         cfg, checkpoint = resolve_config(cfg)
         check_config(cfg)
         self.cfg = cfg

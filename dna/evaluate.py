@@ -43,7 +43,7 @@ from dna.model import DNAGenerator, load_generator
 from dna.pretrain import check_group_choices, run_directory, write_json
 from dna.rewards import OracleReward
 from dna.sequences import SEQ_LEN, atomic_output, decode, encode, read_fasta
-from gempo.errors import GempoError, exit_on_user_error
+from gempo.errors import GempoError, claim_run_dir, exit_on_user_error
 from gempo.nets import module_device
 
 log = logging.getLogger(__name__)
@@ -291,6 +291,8 @@ def validate_evaluate_config(cfg: DictConfig) -> None:
 def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
     """Build the world from ``cfg``, evaluate every row and write the table."""
     validate_evaluate_config(cfg)
+    out = run_directory()
+    claim_run_dir(out, overwrite=bool(cfg.overwrite))
     oracles = instantiate(cfg.oracle)
     pretrained = load_generator(cfg.pretrained, steps=cfg.sampling_steps)
     data, simulated = load_world_data(
@@ -329,7 +331,7 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
         + f"; 99.9th percentile of the data's {cell['target']} activity: "
         f"{world.threshold:.3f}; {'simulated' if simulated else 'real'} world."
     )
-    paths = write_table(rows, run_directory(), cfg.output_name, header)
+    paths = write_table(rows, out, cfg.output_name, header)
     print(format_markdown(rows))
     log.info("wrote %s", ", ".join(str(p) for p in paths.values()))
     return rows

@@ -72,7 +72,7 @@ from dna.pretrain import (
 )
 from dna.rewards import OracleReward
 from dna.sequences import atomic_output, encode, write_fasta
-from gempo.errors import GempoError, config_number, exit_on_user_error
+from gempo.errors import GempoError, claim_run_dir, config_number, exit_on_user_error
 from gempo.losses import GeMPOObjective, ReweightedLoss
 from gempo.module import (
     AnchorController,
@@ -396,9 +396,10 @@ def sampled_from(selected: dict[str, Any] | None, ema: bool) -> str:
 def finetune(cfg: DictConfig) -> dict[str, Any]:
     """Run GeMPO fine-tuning as configured; returns the summary (also ``summary.json``)."""
     validate_finetune_config(cfg)
-    pl.seed_everything(int(cfg.seed), workers=True)
     run_dir = run_directory()
     ckpt_path = resume_checkpoint(cfg.resume, run_dir)
+    claim_run_dir(run_dir, resume=bool(cfg.resume), overwrite=bool(cfg.overwrite))
+    pl.seed_everything(int(cfg.seed), workers=True)
     generator = load_pretrained(cfg)
     oracles = load_oracles(cfg)
     with torch.random.fork_rng(devices=[]):  # building it leaves the training RNG stream alone

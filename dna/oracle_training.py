@@ -28,7 +28,7 @@ from scipy import stats
 from dna.data import ACTIVITY_COLUMNS, EnhancerDataModule
 from dna.oracle import AccessibilityClassifier, PredActivityOracle, SequenceCNN, save_oracle
 from dna.sequences import atomic_output, encode
-from gempo.errors import GempoError
+from gempo.errors import GempoError, claim_export, claim_run_dir
 
 log = logging.getLogger(__name__)
 
@@ -307,8 +307,13 @@ def train_from_config(cfg: DictConfig) -> dict[str, Any]:
     """Train every oracle of ``cfg.task``; write metrics.json (and export when asked)."""
     if cfg.task not in TASKS:
         raise GempoError(f"task: expected one of {list(TASKS)}, got {cfg.task!r}")
-    pl.seed_everything(cfg.seed, workers=True)
     out = run_dir()
+    overwrite = bool(cfg.get("overwrite", False))
+    claim_run_dir(out, overwrite=overwrite)
+    if cfg.get("export_dir"):
+        files = [Path(cfg.export_dir) / CHECKPOINT_FILES[role] for role, _ in TASKS[cfg.task]]
+        claim_export(files, overwrite)
+    pl.seed_everything(cfg.seed, workers=True)
     runs: dict[str, dict[str, Any]] = {}
     for role, half in TASKS[cfg.task]:
         log.info("training the %s oracle on %s", role, HALF_NAMES[half])

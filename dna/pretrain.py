@@ -37,7 +37,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from dna.model import CHECKPOINT_KEY, DNAGenerator, save_generator
 from dna.sequences import atomic_output
-from gempo.errors import GempoError, exit_on_user_error
+from gempo.errors import GempoError, claim_export, claim_run_dir, exit_on_user_error
 from gempo.errors import check_group_choices as check_config_choices
 from gempo.module import OptimizerFactory, freeze
 from gempo.samplers import masked_nelbo
@@ -219,9 +219,18 @@ def validate_pretrain_config(cfg: DictConfig) -> None:
 def pretrain(cfg: DictConfig) -> dict[str, Any]:
     """Run pretraining as configured; returns the record written to ``pretrain_summary.json``."""
     validate_pretrain_config(cfg)
-    pl.seed_everything(int(cfg.seed), workers=True)
     run_dir = run_directory()
     resume_from = resume_checkpoint(cfg.resume, run_dir)
+    claim_run_dir(run_dir, resume=bool(cfg.resume), overwrite=bool(cfg.overwrite))
+    export_dir = Path(hydra.utils.to_absolute_path(cfg.export_dir)) if cfg.export_dir else None
+    name = (
+        HydraConfig.get().runtime.choices.get("model", "custom")
+        if HydraConfig.initialized()
+        else "custom"
+    )
+    if export_dir is not None:
+        claim_export([export_dir / f"pretrained_{name}.pt"], bool(cfg.overwrite))
+    pl.seed_everything(int(cfg.seed), workers=True)
     data: pl.LightningDataModule = instantiate(cfg.data)
     generator: DNAGenerator = instantiate(cfg.model)
     module = MaskedDiffusionPretraining(
@@ -257,16 +266,8 @@ def pretrain(cfg: DictConfig) -> dict[str, Any]:
         "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
     }
     save_generator(module.trained_generator(), run_dir / "generator.pt", meta=record)
-    if cfg.export_dir:
-        name = (
-            HydraConfig.get().runtime.choices.get("model", "custom")
-            if HydraConfig.initialized()
-            else "custom"
-        )
-        path = export_generator(
-            module, Path(hydra.utils.to_absolute_path(cfg.export_dir)), name, record
-        )
-        log.info("exported %s", path)
+    if export_dir is not None:
+        log.info("exported %s", export_generator(module, export_dir, name, record))
     write_json(run_dir / "pretrain_summary.json", record)
     log.info("pretraining done: %s", json.dumps(record))
     return record

@@ -80,3 +80,41 @@ def config_number(cfg: DictConfig, key: str, kind: type = float) -> Any:
             f"{key} must be {'an integer' if kind is int else 'a number'}, got {value!r}"
         )
     return number
+
+
+HYDRA_OWN = (".hydra",)
+"""What Hydra itself writes into a run folder before the app starts (plus ``*.log`` files)."""
+
+
+def claim_run_dir(run_dir: Path, resume: bool = False, overwrite: bool = False) -> None:
+    """Stop with one line when ``run_dir`` already holds another run's outputs, unless the run
+    continues it (``resume``) or the user said ``overwrite=true``.
+
+    Hydra's own files (``.hydra/``, ``*.log``) do not count: Hydra writes them before any app
+    code runs, so a fresh run folder always has them.
+    """
+    if resume or overwrite or not run_dir.is_dir():
+        return
+    taken = sorted(
+        p.name for p in run_dir.iterdir() if p.name not in HYDRA_OWN and p.suffix != ".log"
+    )
+    if taken:
+        shown = ", ".join(taken[:4]) + (", ..." if len(taken) > 4 else "")
+        raise GempoError(
+            f"{run_dir} already holds another run's outputs ({shown}); pass resume=true to "
+            "continue that run, overwrite=true to replace its files, or hydra.run.dir=<a new "
+            "folder>"
+        )
+
+
+def claim_export(
+    files: Sequence[Path], overwrite: bool = False, option: str = "export_dir"
+) -> None:
+    """Stop with one line when writing ``files`` would replace existing ones (shipped assets),
+    unless the user said ``overwrite=true``."""
+    existing = [str(f) for f in files if f.exists()]
+    if existing and not overwrite:
+        raise GempoError(
+            f"{option}: {', '.join(existing)} already exist(s); pass overwrite=true to replace "
+            "them, or another folder"
+        )
