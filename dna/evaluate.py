@@ -43,7 +43,7 @@ from dna.model import DNAGenerator, load_generator
 from dna.pretrain import check_group_choices, run_directory, write_json
 from dna.rewards import OracleReward
 from dna.sequences import SEQ_LEN, atomic_output, decode, encode, read_fasta
-from gempo.errors import GempoError, claim_run_dir, exit_on_user_error
+from gempo.errors import GempoError, claim_export, exit_on_user_error
 from gempo.nets import module_device
 
 log = logging.getLogger(__name__)
@@ -292,7 +292,8 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
     """Build the world from ``cfg``, evaluate every row and write the table."""
     validate_evaluate_config(cfg)
     out = run_directory()
-    claim_run_dir(out, overwrite=bool(cfg.overwrite))
+    tables = [out / f"{cfg.output_name}.{ext}" for ext in ("md", "csv", "json")]
+    claim_export(tables, bool(cfg.overwrite), option="output_name")
     oracles = instantiate(cfg.oracle)
     pretrained = load_generator(cfg.pretrained, steps=cfg.sampling_steps)
     data, simulated = load_world_data(

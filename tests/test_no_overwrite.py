@@ -12,7 +12,13 @@ import pytest
 from gempo.errors import GempoError, claim_export, claim_run_dir
 from tests.conftest import REPO_ROOT
 
-ENTRY_POINTS = ["dna.finetune", "dna.pretrain", "dna.oracle", "dna.evaluate", "control.train"]
+ENTRY_POINTS = {  # the entry point and a file of an earlier run in the folder it would use
+    "dna.finetune": "samples.fasta",
+    "dna.pretrain": "generator.pt",
+    "dna.oracle": "metrics.json",
+    "dna.evaluate": "evaluation.md",
+    "control.train": "metrics.csv",
+}
 
 
 def run(module: str, *args: str) -> subprocess.CompletedProcess:
@@ -40,17 +46,16 @@ def test_a_fresh_folder_and_hydras_own_files_are_free(tmp_path):
     claim_export([tmp_path / "summary.json"], overwrite=True)
 
 
-@pytest.mark.parametrize("module", ENTRY_POINTS)
-def test_a_second_run_into_a_used_folder_stops_with_one_line(tmp_path, module):
+@pytest.mark.parametrize(("module", "earlier"), ENTRY_POINTS.items())
+def test_a_second_run_into_a_used_folder_stops_with_one_line(tmp_path, module, earlier):
     used = tmp_path / "run"
     used.mkdir()
-    (used / "samples.fasta").write_text(">earlier run\nACGT\n")
+    (used / earlier).write_text("an earlier run's file\n")
     done = run(module, f"hydra.run.dir={used}")
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 2, done.stderr[-2000:]
-    assert len(lines) == 1 and "already holds another run's outputs" in lines[0], lines
-    assert "overwrite=true" in lines[0] and "resume=true" in lines[0]
-    assert (used / "samples.fasta").read_text() == ">earlier run\nACGT\n"
+    assert len(lines) == 1 and earlier in lines[0] and "overwrite=true" in lines[0], lines
+    assert (used / earlier).read_text() == "an earlier run's file\n"
 
 
 @pytest.mark.parametrize(

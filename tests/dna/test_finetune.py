@@ -33,24 +33,28 @@ class GContentOracle(torch.nn.Module):
 
 
 @pytest.fixture
-def tiny(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Overrides for a tiny run in ``tmp_path``: untrained 16-bp generator, G-content oracle."""
+def tiny(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> list[str]:
+    """Overrides for a tiny run in ``tmp_path``: untrained 16-bp generator, G-content oracle
+    (the inputs live in a folder of their own, the run folder starts empty)."""
+    inputs = tmp_path_factory.mktemp("inputs")
     generator = DNAGenerator(
         channels=16, dilations=[1, 2], kernel_size=3, time_dim=16, length=LENGTH, steps=4
     )
-    save_generator(generator, tmp_path / "gen.pt")
+    save_generator(generator, inputs / "gen.pt")
     rng = np.random.default_rng(0)
     seqs = ["".join(rng.choice(list("ACGT"), LENGTH)) for _ in range(1000)]
     hepg2 = [s.count("G") / LENGTH for s in seqs]
     pd.DataFrame({"seq": seqs, "hepg2": hepg2, "k562": 0.0, "sknsh": 0.0}).to_csv(
-        tmp_path / "data.csv", index=False
+        inputs / "data.csv", index=False
     )
     oracles = OracleSet(GContentOracle(), GContentOracle(), None)
     monkeypatch.setattr(dna.finetune, "load_oracles", lambda cfg: oracles)
     monkeypatch.chdir(tmp_path)
     return [
-        f"pretrained={tmp_path / 'gen.pt'}",
-        f"data.path={tmp_path / 'data.csv'}",
+        f"pretrained={inputs / 'gen.pt'}",
+        f"data.path={inputs / 'data.csv'}",
         "model.channels=16",
         "model.dilations=[1,2]",
         "model.kernel_size=3",
@@ -128,6 +132,7 @@ def test_data_anchor_holds_the_generator_near_the_data(tiny: list[str], tmp_path
         "final.compare_pretrained=false",
         "final.min_kmer3_corr=null",  # sample the end of the run
         "reg.data_target=null",  # a fixed anchor weight
+        "overwrite=true",  # the runs below share one folder
     ]
     anchored = run([*quick, "reg.data=5.0", "reg.data_batch=32", "reg.data_top=1"])
     logged = metrics_by_step(tmp_path / "logs" / "csv" / "metrics.csv")
@@ -190,7 +195,8 @@ def test_resume_continues_from_the_same_step_with_the_same_metrics(
     for leftover in ("logs", "checkpoints"):
         subprocess.run(["rm", "-r", str(tmp_path / leftover)], check=True)
 
-    run([*quick, f"trainer.max_steps={interrupt}"])  # an "interrupted" run
+    # an "interrupted" run, into the folder of the straight run's remaining outputs
+    run([*quick, f"trainer.max_steps={interrupt}", "overwrite=true"])
     summary = run([*quick, "trainer.max_steps=4", "resume=true"])
     assert summary["resumed_from"] == str(tmp_path / "checkpoints" / "last.ckpt")
     assert summary["optimizer_steps"] == 4

@@ -128,8 +128,10 @@ def write_enhancers(path: Path, num: int, length: int, seed: int = 0) -> Path:
 def test_pretrain_lowers_the_nelbo_and_exports(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.chdir(tmp_path)
     data = write_enhancers(tmp_path / "data.csv", 96, 200)  # data loading checks 200 bp
+    tmp_path = tmp_path / "run"  # the run folder (outside Hydra: the working directory)
+    tmp_path.mkdir()
+    monkeypatch.chdir(tmp_path)
     overrides = [
         f"data.path={data}",
         "data.batch_size=32",
@@ -156,3 +158,5 @@ def test_pretrain_lowers_the_nelbo_and_exports(
     exported = load_generator(tmp_path / "exported" / "pretrained_custom.pt")
     x, t = torch.randint(0, 5, (2, 200)), torch.rand(2)
     torch.testing.assert_close(from_ckpt.denoiser(x, t), exported.denoiser(x, t))
+    with pytest.raises(GempoError, match="pretrained_custom.pt already exist"):
+        pretrain(compose_config("dna_pretrain", [*overrides, "resume=true"]))

@@ -166,7 +166,11 @@ def test_tiny_training_run_exports_loadable_oracles(tmp_path, monkeypatch):
     lightning_ckpt = tmp_path / "checkpoints" / "finetune" / "best.ckpt"
     assert load_oracle(lightning_ckpt)(tokens()).shape == (5, 3)
     assert (tmp_path / "finetune" / "version_0" / "metrics.csv").is_file()
-    summary = train_from_config(compose_training(tmp_path, "atac"))
+    atac = compose_training(tmp_path, "atac")
+    with pytest.raises(GempoError, match="already holds another run's outputs"):
+        train_from_config(atac)  # metrics.json of the run above would be replaced
+    atac.overwrite = True
+    summary = train_from_config(atac)
     assert 0.0 <= summary["atac"]["metrics"]["test"]["auroc"] <= 1.0
     assert isinstance(load_oracle(tmp_path / "export" / "atac.pt"), AccessibilityClassifier)
 
