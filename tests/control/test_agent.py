@@ -30,13 +30,23 @@ class QuadraticCritic(TwinCritic):
         return torch.stack([q, q])
 
 
+def small_actor(obs_dim: int = 2, act_dim: int = 1, lr: float = 1e-3, **kwargs) -> FlowActor:
+    """A small flow actor (z-scored linear weights unless ``objective`` is given)."""
+    sizes = {"hidden": 8, "depth": 1, "steps": 2, **kwargs}
+    return FlowActor(
+        obs_dim=obs_dim,
+        act_dim=act_dim,
+        objective=sizes.pop("objective", GeMPOObjective(LinearWeight())),
+        optimizer=lambda p: torch.optim.Adam(p, lr=lr),
+        **sizes,
+    )
+
+
 def test_gempo_actor_update_moves_the_flow_toward_high_q_actions():
     torch.manual_seed(0)
-    actor = FlowActor(
-        obs_dim=2,
-        act_dim=1,
+    actor = small_actor(
+        lr=3e-3,
         objective=GeMPOObjective(SimplexLinearWeight(target_kl=1.0), normalization="auto"),
-        optimizer=lambda p: torch.optim.Adam(p, lr=3e-3),
         temperature_optimizer=lambda p: torch.optim.Adam(p, lr=3e-2),
         hidden=32,
         depth=2,
@@ -54,16 +64,7 @@ def test_gempo_actor_update_moves_the_flow_toward_high_q_actions():
 
 
 def test_actor_update_samples_every_state_and_sample_in_one_batched_solve():
-    actor = FlowActor(
-        obs_dim=2,
-        act_dim=3,
-        objective=GeMPOObjective(LinearWeight()),
-        optimizer=lambda p: torch.optim.Adam(p),
-        hidden=16,
-        depth=1,
-        steps=5,
-        group_size=8,
-    )
+    actor = small_actor(act_dim=3, hidden=16, steps=5, group_size=8)
     batch_sizes: list[tuple[str, int]] = []
     for name in ("proposal", "policy"):
         getattr(actor, name).velocity_field.register_forward_hook(
@@ -80,15 +81,7 @@ def test_actor_update_samples_every_state_and_sample_in_one_batched_solve():
 
 def test_best_of_candidates_picks_the_highest_q_action():
     torch.manual_seed(1)
-    actor = FlowActor(
-        obs_dim=2,
-        act_dim=1,
-        objective=GeMPOObjective(LinearWeight()),
-        optimizer=lambda p: torch.optim.Adam(p),
-        hidden=8,
-        depth=1,
-        steps=1,
-    )
+    actor = small_actor(steps=1)
     critic = QuadraticCritic(target=1.0)  # untrained flow: tanh of N(0, 1)
     one = actor.best_of(torch.zeros(256, 2), critic, candidates=1)
     best = actor.best_of(torch.zeros(256, 2), critic, candidates=16)
@@ -153,17 +146,7 @@ def test_every_weight_config_builds_the_gempo_objective(make_cfg):
 
 def test_the_frozen_proposal_refreshes_on_schedule_and_only_then():
     torch.manual_seed(0)
-    actor = FlowActor(
-        obs_dim=2,
-        act_dim=1,
-        objective=GeMPOObjective(LinearWeight()),
-        optimizer=lambda p: torch.optim.Adam(p, lr=1e-2),
-        hidden=8,
-        depth=1,
-        steps=2,
-        group_size=4,
-        proposal_every=3,
-    )
+    actor = small_actor(lr=1e-2, group_size=4, proposal_every=3)
     critic, obs = QuadraticCritic(target=0.5), torch.randn(8, 2)
 
     def same() -> bool:
@@ -185,15 +168,7 @@ def test_the_frozen_proposal_refreshes_on_schedule_and_only_then():
 def test_flow_actions_never_sit_on_the_box_faces_at_initialisation():
     """Clamped N(0, I) samples in 6-d put about 90% of actions on a face; tanh puts none."""
     torch.manual_seed(0)
-    actor = FlowActor(
-        obs_dim=3,
-        act_dim=6,
-        objective=GeMPOObjective(LinearWeight()),
-        optimizer=lambda p: torch.optim.Adam(p),
-        hidden=8,
-        depth=1,
-        steps=2,
-    )
+    actor = small_actor(obs_dim=3, act_dim=6)
     obs = torch.randn(4000, 3)
     latents = actor.sample_latents(actor.policy, obs)
     actions = actor.act(obs, QuadraticCritic(0.0), "eval_raw")
