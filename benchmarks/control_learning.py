@@ -70,6 +70,8 @@ def run_ours(env: str, agent: str, seed: int, steps: int, eval_every: int, runs:
     last = run_dir / "checkpoints" / "last.ckpt"
     if last.is_file():
         cfg.resume = str(run_dir)
+    else:  # stopped before its first checkpoint: start it over
+        cfg.overwrite = True
     start = time.perf_counter()
     result = train(cfg, run_dir)
     wall = time.perf_counter() - start

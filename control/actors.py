@@ -23,6 +23,7 @@ from gempo.errors import GempoError
 from gempo.losses import GeMPOObjective
 from gempo.nets import MLPVelocityField
 from gempo.policies import ContinuousFlowPolicy
+from gempo.weights import SimplexWeight
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 
@@ -133,6 +134,8 @@ class FlowActor(Actor):
         self.proposal = copy.deepcopy(self.policy).requires_grad_(False)
         self.objective = objective
         self.group_size = _positive_int("group_size", group_size)
+        if isinstance(objective.weight, SimplexWeight):
+            objective.weight.check_group_size(self.group_size)
         self.actor_batch = (
             None if actor_batch is None else _positive_int("actor_batch", actor_batch)
         )

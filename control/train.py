@@ -132,7 +132,12 @@ class Trainer:
     """Holds the envs, agent, buffer and logger of one run, and runs its loop."""
 
     def __init__(self, cfg: DictConfig, run_dir: Path) -> None:
-        claim_run_dir(run_dir, resumes_into(cfg.get("resume"), run_dir), bool(cfg.overwrite))
+        claim_run_dir(
+            run_dir,
+            resumes_into(cfg.get("resume"), run_dir),
+            bool(cfg.overwrite),
+            resume_hint=f"resume={run_dir}",
+        )
         cfg, checkpoint = resolve_config(cfg)
         check_config(cfg)
         self.cfg = cfg

@@ -257,6 +257,7 @@ def build_module(
         closeness_key="kmer3_corr",
         anchor=anchor,
         select=select,
+        temperature_lr=float(cfg.temperature_lr),
     )
 
 

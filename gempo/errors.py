@@ -86,12 +86,15 @@ HYDRA_OWN = (".hydra",)
 """What Hydra itself writes into a run folder before the app starts (plus ``*.log`` files)."""
 
 
-def claim_run_dir(run_dir: Path, resume: bool = False, overwrite: bool = False) -> None:
+def claim_run_dir(
+    run_dir: Path, resume: bool = False, overwrite: bool = False, resume_hint: str = "resume=true"
+) -> None:
     """Stop with one line when ``run_dir`` already holds another run's outputs, unless the run
     continues it (``resume``) or the user said ``overwrite=true``.
 
     Hydra's own files (``.hydra/``, ``*.log``) do not count: Hydra writes them before any app
-    code runs, so a fresh run folder always has them.
+    code runs, so a fresh run folder always has them. ``resume_hint``: how the app continues a
+    run, for the message.
     """
     if resume or overwrite or not run_dir.is_dir():
         return
@@ -101,7 +104,7 @@ def claim_run_dir(run_dir: Path, resume: bool = False, overwrite: bool = False) 
     if taken:
         shown = ", ".join(taken[:4]) + (", ..." if len(taken) > 4 else "")
         raise GempoError(
-            f"{run_dir} already holds another run's outputs ({shown}); pass resume=true to "
+            f"{run_dir} already holds another run's outputs ({shown}); pass {resume_hint} to "
             "continue that run, overwrite=true to replace its files, or hydra.run.dir=<a new "
             "folder>"
         )

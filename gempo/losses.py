@@ -67,11 +67,10 @@ class ReweightedLoss(nn.Module):
         weights = self.stabilized_weights(weights)
         negative = weights < 0
         if self.negative_loss_clip is not None:  # no effect without negative weights
-            keep = (~negative).to(per_sample_loss.dtype)
-            count = keep.sum()
+            count = (~negative).sum()
             typical = torch.where(  # the non-negative samples' mean loss, else everyone's
                 count > 0,
-                (per_sample_loss * keep).sum() / count.clamp_min(1.0),
+                torch.where(negative, 0.0, per_sample_loss).sum() / count.clamp_min(1),
                 per_sample_loss.mean(),
             )
             bound = self.negative_loss_clip * typical.detach()
@@ -173,7 +172,9 @@ class GeMPOObjective(nn.Module):
         loss = self.loss(per_sample.flow_matching, rearrange(weights, "g n -> (g n)"))
         stats = weight_stats(rewards, weights)
         if isinstance(self.weight, SimplexWeight):
-            loss = loss + self.weight.temperature_loss(weights)
+            temperature_loss = self.weight.temperature_loss(weights)
+            loss = loss + temperature_loss
+            stats["temperature_loss"] = temperature_loss.detach()
             stats["tau"] = self.weight.tau
             stats["weight_kl"] = self.weight.kl_from_uniform(weights).mean()
         stats["fm_loss"] = per_sample.flow_matching.mean().detach()

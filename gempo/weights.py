@@ -211,13 +211,14 @@ class TopKWeight(WeightFunction):
 def _normaliser_from_sorted(values: Tensor, candidates: Tensor, below: Tensor) -> Tensor:
     """Pick the exact normaliser among ``candidates`` ``(groups, N)``: entry ``k`` is the
     normaliser that holds if exactly the ``k + 1`` largest of ``values`` (sorted descending,
-    ``(groups, N)``) are above the floor. It is the right one when the ``k + 1``-th value is
-    above its floor and the next one is not; ``below(values, m)`` says "at or below the floor"."""
-    nxt = torch.cat([values[..., 1:], torch.full_like(values[..., :1], -math.inf)], dim=-1)
-    valid = ~below(values, candidates) & below(nxt, candidates) & torch.isfinite(candidates)
-    # the largest valid support (ties make several valid; they give the same normaliser)
-    k = (valid * torch.arange(1, values.shape[-1] + 1, device=values.device)).argmax(-1)
-    return candidates.gather(-1, k.unsqueeze(-1))
+    ``(groups, N)``) are above the floor; ``below(values, m)`` says "at or below the floor".
+
+    The supports whose own smallest value stays above the floor form a prefix ``1 .. k*`` (as
+    in sparsemax), so the size of the support is their count: one comparison per entry, which
+    stays consistent when a value sits at the floor up to rounding. ``(groups, 1)``."""
+    above = ~below(values, candidates) & torch.isfinite(candidates)
+    k = above.sum(-1, keepdim=True).clamp_min(1)
+    return candidates.gather(-1, k - 1)
 
 
 class SimplexWeight(WeightFunction, nn.Module):
@@ -267,6 +268,9 @@ class SimplexWeight(WeightFunction, nn.Module):
 
     def __call__(self, advantages: Tensor) -> Tensor:
         z = advantages / self.tau.to(advantages.dtype)
+        # the weights do not change with a shift of z; from the maximum, the cumulative sums of
+        # the normalisers stay small enough for float32 whatever the reward's scale
+        z = z - z.amax(-1, keepdim=True)
         return advantages.shape[-1] * self.simplex(z)
 
     def kl_from_uniform(self, weights: Tensor) -> Tensor:
@@ -290,6 +294,12 @@ class SimplexWeight(WeightFunction, nn.Module):
                 f"samples: the KL from uniform is below log N = {math.log(group_size):.3f}"
             )
         return target
+
+    def check_group_size(self, group_size: int) -> None:
+        """A :class:`GempoError` now, rather than at the first update, when the KL target
+        cannot be held with groups of ``group_size``."""
+        if self.target_kl is not None:
+            self.kl_target(group_size)
 
     def temperature_loss(self, weights: Tensor) -> Tensor:
         """``tau * (target - KL(w || uniform))`` averaged over groups (0 when ``tau`` is

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import pytest
 import torch
 from hydra.utils import instantiate
 
@@ -13,8 +14,9 @@ from control.agent import build_agent
 from control.critics import ObservationNormalizer, TwinCritic
 from control.profiling import SectionTimer
 from control.replay import Transitions
+from gempo.errors import GempoError
 from gempo.losses import GeMPOObjective
-from gempo.weights import LinearWeight, SimplexLinearWeight
+from gempo.weights import LinearWeight, SimplexExpWeight, SimplexLinearWeight
 from tests.control.conftest import CONFIG_DIR
 
 
@@ -175,3 +177,8 @@ def test_flow_actions_never_sit_on_the_box_faces_at_initialisation():
     assert (latents.abs() > 1).any(-1).float().mean() > 0.85  # what clamping would pile up
     assert (actions.abs() >= 0.999).any(-1).float().mean() < 0.01
     assert actions.abs().max() < 1.0
+
+
+def test_an_unreachable_kl_target_stops_when_the_actor_is_built():
+    with pytest.raises(GempoError, match="cannot be held with groups of 8"):
+        small_actor(objective=GeMPOObjective(SimplexExpWeight(target_kl=2.5)), group_size=8)

@@ -199,3 +199,9 @@ def test_reward_cap_weights_every_reward_above_it_as_equal():
     assert torch.equal(loose.weights, plain.weights), "a cap above every reward is a no-op"
     saturated = GeMPOObjective(RankWeight(), reward_cap=-1.0)(policy, x, cond, rewards)
     assert torch.all(saturated.weights == 0) and saturated.loss.item() == 0.0
+
+
+def test_an_infinite_loss_of_a_negative_sample_is_clipped_not_nan():
+    loss = ReweightedLoss(negative_loss_clip=2.0, max_negative_mass=None)
+    value = loss(torch.tensor([1.0, float("inf")]), torch.tensor([1.0, -1.0]))
+    torch.testing.assert_close(value, torch.tensor((1.0 - 2.0) / 2))

@@ -99,3 +99,19 @@ def test_fixed_temperature_has_no_gradient_and_no_loss():
     weight = SimplexLinearWeight(tau=2.0)
     assert not weight.log_tau.requires_grad
     assert weight.temperature_loss(weight(torch.randn(2, 4))).item() == 0.0
+
+
+@pytest.mark.parametrize("make", [SimplexLinearWeight, SimplexSquareWeight])
+def test_float32_weights_stay_exact_at_any_reward_scale_and_at_the_floor(make):
+    """Raw critic values are large (hundreds), and discretised rewards put samples exactly at
+    the floor: the float32 weights must still sum to 1 and match the float64 ones."""
+    torch.manual_seed(0)
+    weight = make(tau=1.0)
+    ties = torch.randint(0, 50, (4000, 16)).double() / 37
+    large = torch.randn(4000, 64, dtype=torch.float64) * 2 + 300.0
+    for q in (ties, large, large * 30):
+        q32 = q.float()
+        w32 = weight(q32) / q.shape[-1]
+        w64 = weight(q32.double()) / q.shape[-1]  # the same (float32-rounded) rewards
+        torch.testing.assert_close(w32.sum(-1), torch.ones(len(q)), atol=1e-4, rtol=0)
+        torch.testing.assert_close(w32.double(), w64, atol=1e-4, rtol=0)
