@@ -12,8 +12,8 @@ checkpoint (exactly: ``python -m control.train resume=...``); an SB3 run restart
 run writes ``benchmarks/results/control_learning/<env>_<agent>_seed<k>.json`` (the curves, the
 budget, the wall time, the machine). ``report`` reads those files and writes
 ``benchmarks/results/control_learning.{md,json}`` and ``docs/figures/control_learning.png``:
-per env and agent the final return's mean and IQM over seeds with 95% stratified bootstrap
-intervals (``rliable``), for both evaluation rules.
+per env and agent the final return's mean and IQM over seeds with 95% percentile-bootstrap
+intervals over seeds (scipy), for both evaluation rules.
 
 Protocol: ``--eval-every`` env steps, 10 episodes seeded ``seed + 10000 + i``; ``eval`` is each
 agent's evaluation rule (GeMPO: best of 10 samples by min-Q; SAC: the mean action), ``eval_raw``
@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import scipy.stats
 import torch
 from hydra import compose, initialize_config_dir
 from matplotlib.figure import Figure
@@ -187,22 +188,32 @@ def final_returns(results: list[dict], prefix: str) -> dict[tuple[str, str], np.
     return {k: np.asarray(v) for k, v in out.items()}
 
 
-def intervals(scores: np.ndarray) -> dict[str, float]:
-    """Mean and IQM with 95% stratified bootstrap intervals (``rliable``) over seeds."""
-    from rliable import library as rly
-    from rliable import metrics
+def iqm(scores: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Interquartile mean: the mean of the middle 50% of the scores."""
+    return scipy.stats.trim_mean(scores, 0.25, axis=axis)
 
-    def aggregate(x: np.ndarray) -> np.ndarray:
-        return np.array([metrics.aggregate_mean(x), metrics.aggregate_iqm(x)])
 
-    points, ci = rly.get_interval_estimates({"a": scores[:, None]}, aggregate, reps=2000)
-    (mean, iqm), ((mean_lo, iqm_lo), (mean_hi, iqm_hi)) = points["a"], ci["a"]
-    return {
-        "mean": float(mean),
-        "mean_ci95": [float(mean_lo), float(mean_hi)],
-        "iqm": float(iqm),
-        "iqm_ci95": [float(iqm_lo), float(iqm_hi)],
+def intervals(scores: np.ndarray) -> dict[str, float | list[float] | None]:
+    """Mean and IQM over seeds ``(seeds,)`` with 95% percentile-bootstrap intervals over seeds
+    (scipy; for one task this is rliable's stratified bootstrap). One seed has no interval."""
+    out: dict[str, float | list[float] | None] = {
+        "mean": float(scores.mean()),
+        "iqm": float(iqm(scores)),
     }
+    for name, statistic in (("mean", np.mean), ("iqm", iqm)):
+        if len(scores) < 2:
+            out[f"{name}_ci95"] = None
+            continue
+        ci = scipy.stats.bootstrap(
+            (scores,), statistic, n_resamples=2000, method="percentile", random_state=0
+        ).confidence_interval
+        out[f"{name}_ci95"] = [float(ci.low), float(ci.high)]
+    return out
+
+
+def interval_text(stats: dict) -> str:
+    ci = stats["mean_ci95"]
+    return f"{stats['mean']:.0f}" + (f" [{ci[0]:.0f}, {ci[1]:.0f}]" if ci else " (1 seed)")
 
 
 def report(args: argparse.Namespace) -> None:
@@ -234,19 +245,18 @@ def report(args: argparse.Namespace) -> None:
             ],
         }
         table.append(row)
-        e, r = row["eval"], row["eval_raw"]
         lines.append(
             f"| {env} | {agent} | {len(runs)} | {'/'.join(map(str, row['env_steps']))} | "
-            f"{e['mean']:.0f} [{e['mean_ci95'][0]:.0f}, {e['mean_ci95'][1]:.0f}] | "
-            f"{e['iqm']:.0f} | {r['mean']:.0f} [{r['mean_ci95'][0]:.0f}, "
-            f"{r['mean_ci95'][1]:.0f}] | {', '.join(map(str, row['wall_h']))} |"
+            f"{interval_text(row['eval'])} | {row['eval']['iqm']:.0f} | "
+            f"{interval_text(row['eval_raw'])} | {', '.join(map(str, row['wall_h']))} |"
         )
     machines = sorted({d["machine"] for d in results})
     header = (
         "# Control: learning at equal env steps\n\n"
         "Written by `python benchmarks/control_learning.py report` from "
         "`benchmarks/results/control_learning/*.json`. Final evaluation return (10 episodes) "
-        "per run; mean and IQM over seeds with 95% stratified bootstrap intervals (rliable). "
+        "per run; mean and IQM over seeds with 95% percentile-bootstrap intervals over seeds "
+        "(scipy). "
         "'eval rule': GeMPO best of 10 samples by min-Q, SAC its mean action; 'one sample': "
         f"one GeMPO policy sample (SAC: the mean action again). Machine: {'; '.join(machines)}; "
         "one torch thread per run, two runs at a time. Wall time is per run; a resumed run's "
