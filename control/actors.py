@@ -207,9 +207,13 @@ class FlowActor(Actor):
         """The group of each state: ``cond`` ``(G * N, obs_dim)``, latents ``(G * N, act_dim)``
         from the frozen proposal plus noise, and their scores ``(G, N)``."""
         cond = repeat(obs, "g c -> (g n) c", n=self.group_size)
-        latents = self.sample_latents(self.proposal, cond)
-        latents = latents + self.proposal_noise * torch.randn_like(latents)
-        q = critic(cond, torch.tanh(latents))  # (2, G * N)
+        actions = torch.tanh(self.sample_latents(self.proposal, cond))
+        # the noise acts on the action, as in the reference; the flow is fitted to the latent
+        # of the noisy action, kept inside the faces so that the latent stays finite
+        actions = actions + self.proposal_noise * torch.randn_like(actions)
+        actions = actions.clamp(-AT_BOUND, AT_BOUND)
+        latents = torch.atanh(actions)
+        q = critic(cond, actions)  # (2, G * N)
         scores = q.mean(0) if self.score == "mean" else q.amin(0)
         return cond, latents, rearrange(scores, "(g n) -> g n", n=self.group_size)
 
