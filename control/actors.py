@@ -72,15 +72,15 @@ class FlowActor(Actor):
     Actor update, for ``G`` states (``actor_batch`` of the critic's batch, or all of it):
     draw ``N = group_size`` latents per state from the **proposal policy**, a frozen copy of
     the policy refreshed every ``proposal_every`` actor updates, add Gaussian noise of std
-    ``proposal_noise``, score the actions ``tanh(u)`` with the critic (``score``: the mean or
-    the min of the twin heads), and take one step of ``objective`` (the weights, the
-    reweighted flow-matching loss on the same latents, and the temperature's own loss when it
-    is learned). All ``G * N * steps`` network calls of the proposal are one batched solve,
-    run in ``sample_dtype`` (``bfloat16`` autocast speeds it up on a CPU; no gradient flows
-    through it).
+    ``proposal_noise`` to their actions ``tanh(u)`` (kept within ``|a| <= 0.999``), score the
+    noisy actions with the critic (``score``: the mean or the min of the twin heads), and take
+    one step of ``objective`` (the weights, the reweighted flow-matching loss on their latents
+    ``atanh(a)``, and the temperature's own loss when it is learned). All ``G * N * steps``
+    network calls of the proposal are one batched solve, run in ``sample_dtype`` (``bfloat16``
+    autocast; no gradient flows through it).
 
-    The flow is fitted to unclamped latents, so no mass piles up on the box's faces; the
-    box is reached by ``tanh``, a bijection, as in SAC.
+    The flow lives on ``R^act_dim`` and is never fitted to samples clamped onto the box's
+    faces; the box is reached by ``tanh``, a bijection, as in SAC.
 
     Acting: ``explore`` is the best of ``act_candidates`` samples by ``min_k Q_k`` plus
     Gaussian noise of std ``act_noise`` on the action (the reference: 1 sample, no noise);
@@ -205,7 +205,7 @@ class FlowActor(Actor):
     @torch.no_grad()
     def proposals(self, obs: Tensor, critic: TwinCritic) -> tuple[Tensor, Tensor, Tensor]:
         """The group of each state: ``cond`` ``(G * N, obs_dim)``, latents ``(G * N, act_dim)``
-        from the frozen proposal plus noise, and their scores ``(G, N)``."""
+        of the frozen proposal's actions plus noise, and their scores ``(G, N)``."""
         cond = repeat(obs, "g c -> (g n) c", n=self.group_size)
         actions = torch.tanh(self.sample_latents(self.proposal, cond))
         # the noise acts on the action, as in the reference; the flow is fitted to the latent
