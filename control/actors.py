@@ -21,7 +21,7 @@ from control.critics import TwinCritic, mlp
 from control.profiling import SectionTimer
 from gempo.errors import GempoError
 from gempo.losses import GeMPOObjective
-from gempo.nets import MLPVelocityField
+from gempo.nets import MLPVelocityField, freeze
 from gempo.policies import ContinuousFlowPolicy
 from gempo.weights import SimplexWeight
 
@@ -131,7 +131,7 @@ class FlowActor(Actor):
             steps=_positive_int("steps", steps),
             error_clip=error_clip,
         )
-        self.proposal = copy.deepcopy(self.policy).requires_grad_(False)
+        self.proposal = freeze(copy.deepcopy(self.policy))
         self.objective = objective
         self.group_size = _positive_int("group_size", group_size)
         if isinstance(objective.weight, SimplexWeight):

@@ -31,6 +31,7 @@ from dna.sequences import (
     read_checkpoint,
 )
 from gempo.errors import GempoError, exit_on_user_error
+from gempo.nets import freeze
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 ASSETS_DIR = PACKAGE_DIR / "assets" / "oracles"
@@ -145,14 +146,6 @@ ORACLE_CLASSES: dict[str, type[SequenceCNN]] = {
     "PredActivityOracle": PredActivityOracle,
     "AccessibilityClassifier": AccessibilityClassifier,
 }
-
-
-def freeze(module: nn.Module) -> nn.Module:
-    """Eval mode and ``requires_grad=False`` for every parameter; returns ``module``."""
-    module.eval()
-    for parameter in module.parameters():
-        parameter.requires_grad_(False)
-    return module
 
 
 def resolve_oracle_path(path: str | Path) -> Path:

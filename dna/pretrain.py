@@ -39,7 +39,8 @@ from dna.model import CHECKPOINT_KEY, DNAGenerator, save_generator
 from dna.sequences import atomic_output
 from gempo.errors import GempoError, claim_export, claim_run_dir, exit_on_user_error
 from gempo.errors import check_group_choices as check_config_choices
-from gempo.module import OptimizerFactory, freeze
+from gempo.module import OptimizerFactory
+from gempo.nets import freeze
 from gempo.samplers import masked_nelbo
 
 log = logging.getLogger(__name__)

@@ -25,6 +25,7 @@ from torch.utils.data import IterableDataset
 
 from gempo.errors import GempoError
 from gempo.losses import GeMPOObjective
+from gempo.nets import freeze
 from gempo.policies import GenerativePolicy
 from gempo.weights import check_finite_rewards
 
@@ -32,14 +33,6 @@ Reward = Callable[[Tensor, Tensor], Tensor]
 """``(cond (batch, cond_dim), x (batch, ...)) -> rewards (batch,)``."""
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
-
-
-def freeze(module: torch.nn.Module) -> torch.nn.Module:
-    """Put ``module`` in eval mode with gradients off; returns it."""
-    module.eval()
-    for parameter in module.parameters():
-        parameter.requires_grad_(False)
-    return module
 
 
 class ContextStream(IterableDataset):

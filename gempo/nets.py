@@ -21,6 +21,14 @@ def module_device(module: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
+def freeze(module: nn.Module) -> nn.Module:
+    """Put ``module`` in eval mode with gradients off; returns it."""
+    module.eval()
+    for parameter in module.parameters():
+        parameter.requires_grad_(False)
+    return module
+
+
 class SinusoidalTimeEmbedding(nn.Module):
     """``t`` ``(batch,)`` in ``[0, 1]`` -> ``(batch, dim)`` sin/cos features, then an MLP."""
 
