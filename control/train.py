@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from control.agent import ActorCritic, build_agent, resolve_device
-from control.checkpoint import load_checkpoint, save_checkpoint
+from control.checkpoint import LAST, load_checkpoint, save_checkpoint
 from control.envs import (
     ActionScaler,
     EnvSpaces,
@@ -115,6 +115,17 @@ def resumes_into(resume: str | None, run_dir: Path) -> bool:
     return target == folder or folder in target.parents
 
 
+def resume_own_folder(cfg: DictConfig, run_dir: Path) -> DictConfig:
+    """``resume=true``: continue ``run_dir``'s own last checkpoint, or start fresh there when it
+    has none yet (a requeued cluster job runs again with the same overrides). Other values of
+    ``resume`` (a run folder or a ``.ckpt``) pass through."""
+    if str(cfg.get("resume")).lower() != "true":
+        return cfg
+    cfg = cfg.copy()
+    cfg.resume = str(run_dir) if (run_dir / "checkpoints" / LAST).is_file() else None
+    return cfg
+
+
 def resolve_config(cfg: DictConfig) -> tuple[DictConfig, dict | None]:
     """The run's config and, when resuming, the checkpoint (whose config wins except for
     :data:`RESUME_OVERRIDES`)."""
@@ -132,9 +143,11 @@ class Trainer:
     """Holds the envs, agent, buffer and logger of one run, and runs its loop."""
 
     def __init__(self, cfg: DictConfig, run_dir: Path) -> None:
+        own_folder = str(cfg.get("resume")).lower() == "true"
+        cfg = resume_own_folder(cfg, run_dir)
         claim_run_dir(
             run_dir,
-            resumes_into(cfg.get("resume"), run_dir),
+            own_folder or resumes_into(cfg.get("resume"), run_dir),
             bool(cfg.overwrite),
             resume_hint=f"resume={run_dir}",
         )
