@@ -13,7 +13,8 @@ run writes ``benchmarks/results/control_learning/<env>_<agent>_seed<k>.json`` (t
 budget, the wall time, the machine). ``report`` reads those files and writes
 ``benchmarks/results/control_learning.{md,json}`` and ``docs/figures/control_learning.png``:
 per env and agent the final return's mean and IQM over seeds with 95% percentile-bootstrap
-intervals over seeds (scipy), for both evaluation rules.
+intervals over seeds, for both evaluation rules, and the learning curves with 95% bands
+(``benchmarks/aggregate.py``).
 
 Protocol: ``--eval-every`` env steps, 10 episodes seeded ``seed + 10000 + i``; ``eval`` is each
 agent's evaluation rule (GeMPO: best of 10 samples by min-Q; SAC: the mean action), ``eval_raw``
@@ -32,10 +33,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import scipy.stats
 import torch
+from aggregate import Run, group, markdown, plot, table
 from hydra import compose, initialize_config_dir
-from matplotlib.figure import Figure
 
 from control.metrics import read_eval_curve
 from control.train import EVAL_SEED_OFFSET, train
@@ -179,122 +179,62 @@ def run(args: argparse.Namespace) -> None:
             print(f"{futures[future]} -> {future.result()}", flush=True)
 
 
-def final_returns(results: list[dict], prefix: str) -> dict[tuple[str, str], np.ndarray]:
-    """Final eval return per (env, agent): ``(seeds,)``."""
-    out: dict[tuple[str, str], list[float]] = {}
-    for data in results:
-        curve = data["curves"][prefix]
-        out.setdefault((data["env"], data["agent"]), []).append(curve["return_mean"][-1])
-    return {k: np.asarray(v) for k, v in out.items()}
-
-
-def iqm(scores: np.ndarray, axis: int = -1) -> np.ndarray:
-    """Interquartile mean: the mean of the middle 50% of the scores."""
-    return scipy.stats.trim_mean(scores, 0.25, axis=axis)
-
-
-def intervals(scores: np.ndarray) -> dict[str, float | list[float] | None]:
-    """Mean and IQM over seeds ``(seeds,)`` with 95% percentile-bootstrap intervals over seeds
-    (scipy; for one task this is rliable's stratified bootstrap). One seed has no interval."""
-    out: dict[str, float | list[float] | None] = {
-        "mean": float(scores.mean()),
-        "iqm": float(iqm(scores)),
-    }
-    for name, statistic in (("mean", np.mean), ("iqm", iqm)):
-        if len(scores) < 2:
-            out[f"{name}_ci95"] = None
-            continue
-        ci = scipy.stats.bootstrap(
-            (scores,), statistic, n_resamples=2000, method="percentile", random_state=0
-        ).confidence_interval
-        out[f"{name}_ci95"] = [float(ci.low), float(ci.high)]
-    return out
-
-
-def interval_text(stats: dict) -> str:
-    ci = stats["mean_ci95"]
-    return f"{stats['mean']:.0f}" + (f" [{ci[0]:.0f}, {ci[1]:.0f}]" if ci else " (1 seed)")
+def as_runs(results: list[dict]) -> list[Run]:
+    """The result files as :class:`aggregate.Run` records: task = env, method = agent, final
+    ``eval`` (the evaluation rule) and ``eval_raw`` (one sample) returns."""
+    return [
+        Run(
+            task=data["env"],
+            method=data["agent"],
+            seed=data["seed"],
+            finals={p: data["curves"][p]["return_mean"][-1] for p in ("eval", "eval_raw")},
+            curve=pd.DataFrame(data["curves"]["eval"])[["env_step", "return_mean"]].to_numpy(),
+            x_label="environment steps",
+            meta={
+                "env_steps": data["env_steps"],
+                "wall_s": data["wall_s_this_process"],
+                "resumed": data["resumed"],
+                "machine": data["machine"],
+            },
+        )
+        for data in results
+    ]
 
 
 def report(args: argparse.Namespace) -> None:
     results = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))]
     if not results:
         raise GempoError(f"no results in {RESULTS}; run `control_learning.py run` first")
-    table, lines = (
-        [],
-        [
-            "| env | agent | seeds | env steps | eval rule: mean [95% CI] | IQM | "
-            "one sample: mean [95% CI] | wall per run (h) |",
-            "|---|---|---|---|---|---|---|---|",
-        ],
-    )
-    finals = {p: final_returns(results, p) for p in ("eval", "eval_raw")}
-    for (env, agent), scores in sorted(finals["eval"].items()):
-        runs = [d for d in results if d["env"] == env and d["agent"] == agent]
-        row = {
-            "env": env,
-            "agent": agent,
-            "seeds": sorted(d["seed"] for d in runs),
-            "env_steps": sorted({d["env_steps"] for d in runs}),
-            "final_returns": scores.tolist(),
-            "eval": intervals(scores),
-            "eval_raw": intervals(finals["eval_raw"][(env, agent)]),
-            "wall_h": [
-                f"{d['wall_s_this_process'] / 3600:.2f}{' (resumed)' if d['resumed'] else ''}"
-                for d in runs
-            ],
-        }
-        table.append(row)
-        lines.append(
-            f"| {env} | {agent} | {len(runs)} | {'/'.join(map(str, row['env_steps']))} | "
-            f"{interval_text(row['eval'])} | {row['eval']['iqm']:.0f} | "
-            f"{interval_text(row['eval_raw'])} | {', '.join(map(str, row['wall_h']))} |"
-        )
-    machines = sorted({d["machine"] for d in results})
-    header = (
+    runs = as_runs(results)
+    rows = table(runs)
+    walls = ["| env | agent | seed | env steps | wall (h) |", "|---|---|---|---|---|"]
+    for (env, agent), members in group(runs).items():
+        for run in members:
+            resumed = " (resumed)" if run.meta["resumed"] else ""
+            walls.append(
+                f"| {env} | {agent} | {run.seed} | {run.meta['env_steps']} | "
+                f"{run.meta['wall_s'] / 3600:.2f}{resumed} |"
+            )
+    machines = sorted({r.meta["machine"] for r in runs})
+    text = (
         "# Control: learning at equal env steps\n\n"
         "Written by `python benchmarks/control_learning.py report` from "
         "`benchmarks/results/control_learning/*.json`. Final evaluation return (10 episodes) "
         "per run; mean and IQM over seeds with 95% percentile-bootstrap intervals over seeds "
-        "(scipy). "
-        "'eval rule': GeMPO best of 10 samples by min-Q, SAC its mean action; 'one sample': "
-        f"one GeMPO policy sample (SAC: the mean action again). Machine: {'; '.join(machines)}; "
-        "one torch thread per run, two runs at a time. Wall time is per run; a resumed run's "
-        "counts only the process that finished it.\n\n"
+        "(`benchmarks/aggregate.py`). "
+        "`eval`: each agent's evaluation rule (GeMPO best of 10 samples by min-Q, SAC its mean "
+        "action); `eval_raw`: one GeMPO policy sample (SAC: the mean action again). Machine: "
+        f"{'; '.join(machines)}; one torch thread per run, two runs at a time.\n\n"
+        + markdown(rows, ["eval", "eval_raw"])
+        + "\nWall time per run; a resumed run's counts only the process that finished it.\n\n"
+        + "\n".join(walls)
+        + "\n"
     )
     out = RESULTS.parent / "control_learning"
-    Path(f"{out}.md").write_text(header + "\n".join(lines) + "\n")
-    Path(f"{out}.json").write_text(json.dumps(table, indent=1) + "\n")
-    print(header + "\n".join(lines))
-    print(f"figure: {plot(results)}")
-
-
-def plot(results: list[dict]) -> Path:
-    """Mean eval-rule return over seeds against env steps, min-max band, one panel per env."""
-    envs = sorted({d["env"] for d in results})
-    fig = Figure(figsize=(5 * len(envs), 3.8))
-    axes = np.atleast_1d(fig.subplots(1, len(envs)))
-    for ax, env in zip(axes, envs, strict=True):
-        for agent in sorted({d["agent"] for d in results if d["env"] == env}):
-            runs = [
-                pd.DataFrame(d["curves"]["eval"])
-                for d in results
-                if d["env"] == env and d["agent"] == agent
-            ]
-            steps = min(len(r) for r in runs)
-            x = runs[0]["env_step"][:steps]
-            y = np.stack([r["return_mean"][:steps] for r in runs])
-            ax.plot(x, y.mean(0), label=f"{agent} ({len(runs)} seeds)")
-            ax.fill_between(x, y.min(0), y.max(0), alpha=0.2)
-        ax.set_title(env)
-        ax.set_xlabel("environment steps")
-        ax.set_ylabel("evaluation return")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    FIGURE.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(FIGURE, dpi=120)
-    return FIGURE
+    Path(f"{out}.md").write_text(text)
+    Path(f"{out}.json").write_text(json.dumps(rows, indent=1) + "\n")
+    print(text)
+    print(f"figure: {plot(runs, FIGURE, 'evaluation return (eval rule)')}")
 
 
 def main() -> None:

@@ -421,6 +421,9 @@ def finetune(cfg: DictConfig) -> dict[str, Any]:
     train_seconds = time.time() - started
     summary: dict[str, Any] = {
         "command": command_line(),
+        "task": str(cfg.cell.target)
+        + (" specificity" if float(cfg.cell.off_target_weight) else ""),
+        "seed": int(cfg.seed),
         "weight": repr(module.objective.weight),
         "reg_alpha": float(cfg.reg.alpha),
         "reg_data": float(cfg.reg.data),

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from aggregate import read_dna_run
 from hydra import compose, initialize_config_dir
 
 import dna.finetune
@@ -123,6 +124,17 @@ def test_finetune_raises_reward_and_writes_outputs(tiny: list[str], tmp_path: Pa
     assert f"sampled from: the behaviour policy of step {selected['step']}" in summary_md
     for name in ("generator.pt", "checkpoints/last.ckpt", "reward_curve.png"):
         assert (tmp_path / name).is_file(), name
+
+    aggregated = read_dna_run(tmp_path)  # what benchmarks/aggregate.py reads of a run
+    assert (aggregated.task, aggregated.seed) == ("hepg2", 0)
+    assert aggregated.finals == {
+        k: tuned[k] for k in ("pred_activity", "pred_activity_ft")
+    }  # no ground truth in this world: the eval oracle's score is the headline
+    rewards = pd.read_csv(tmp_path / "logs" / "csv" / "metrics.csv").dropna(
+        subset=["train/reward_mean"]
+    )
+    assert aggregated.curve[:, 0].tolist() == rewards["train/reward_calls"].tolist()
+    assert aggregated.curve[-1, 0] == 15 * 16
 
 
 def test_data_anchor_holds_the_generator_near_the_data(tiny: list[str], tmp_path: Path) -> None:
