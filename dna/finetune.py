@@ -419,6 +419,8 @@ def finetune(cfg: DictConfig) -> dict[str, Any]:
     stream = torch.utils.data.DataLoader(ContextStream(groups=int(cfg.groups)), batch_size=None)
     trainer.fit(module, stream, ckpt_path=ckpt_path)
     train_seconds = time.time() - started
+    if not trainer.is_global_zero:  # data-parallel workers: rank 0 evaluates and reports
+        return {"rank": trainer.global_rank}
     summary: dict[str, Any] = {
         "command": command_line(),
         "task": str(cfg.cell.target)

@@ -105,12 +105,10 @@ class MaskedDiffusionPretraining(pl.LightningModule):
         tokens = batch["tokens"]
         model = self.trained_generator()
         nelbo = masked_nelbo(model.denoiser, model.path, tokens, self.val_num_times).mean()
-        self.log("val/nelbo", nelbo, prog_bar=True, batch_size=tokens.shape[0])
-        self.log(
-            "val/bits_per_base",
-            nelbo / (math.log(2.0) * tokens.shape[1]),
-            batch_size=tokens.shape[0],
-        )
+        size = tokens.shape[0]  # sync_dist: under DDP, the mean over every rank's shard
+        self.log("val/nelbo", nelbo, prog_bar=True, batch_size=size, sync_dist=True)
+        bits = nelbo / (math.log(2.0) * tokens.shape[1])
+        self.log("val/bits_per_base", bits, batch_size=size, sync_dist=True)
 
     def configure_optimizers(self) -> dict[str, Any]:
         optimizer = self.optimizer_factory(self.generator.parameters())
@@ -252,6 +250,8 @@ def pretrain(cfg: DictConfig) -> dict[str, Any]:
     started = time.time()
     trainer.fit(module, datamodule=data, ckpt_path=resume_from)
     trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt")
+    if not trainer.is_global_zero:  # data-parallel workers: rank 0 exports and reports
+        return {"rank": trainer.global_rank}
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     record = {
         "command": command_line(),

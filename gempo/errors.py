@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -93,10 +94,12 @@ def claim_run_dir(
     continues it (``resume``) or the user said ``overwrite=true``.
 
     Hydra's own files (``.hydra/``, ``*.log``) do not count: Hydra writes them before any app
-    code runs, so a fresh run folder always has them. ``resume_hint``: how the app continues a
-    run, for the message.
+    code runs, so a fresh run folder always has them. A data-parallel worker (``RANK`` or
+    ``LOCAL_RANK`` above 0) does not check: rank 0 claimed the folder and is writing to it.
+    ``resume_hint``: how the app continues a run, for the message.
     """
-    if resume or overwrite or not run_dir.is_dir():
+    worker = any(int(os.environ.get(key, 0)) > 0 for key in ("RANK", "LOCAL_RANK"))
+    if resume or overwrite or worker or not run_dir.is_dir():
         return
     taken = sorted(
         p.name for p in run_dir.iterdir() if p.name not in HYDRA_OWN and p.suffix != ".log"

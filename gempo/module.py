@@ -269,7 +269,7 @@ class GeMPOModule(pl.LightningModule):
             cond = repeat(contexts, "g c -> (g n) c", n=self.group_size)
             x = self.behaviour.sample(cond)
             rewards = rearrange(self.score(cond, x), "(g n) -> g n", n=self.group_size)
-            self.samples_scored += x.shape[0]
+            self.samples_scored += x.shape[0] * self.trainer.world_size  # every rank scores
             self.batch = (cond, x, rewards)
             if self.closeness is not None:
                 self.track_closeness(x, rewards)
@@ -278,12 +278,22 @@ class GeMPOModule(pl.LightningModule):
     def track_closeness(self, x: Tensor, rewards: Tensor) -> None:
         """Log the new behaviour batch's closeness, adapt the anchor and offer the behaviour
         policy to the selection."""
-        closeness = float(self.closeness(x))
+        closeness = float(self.across_ranks(torch.tensor(float(self.closeness(x)))).mean())
         self.log(f"train/{self.closeness_key}", closeness)
         if self.anchor is not None:
             self.objective.data_alpha = self.anchor.update(self.objective.data_alpha, closeness)
         if self.select is not None:
-            self.select.observe(self.behaviour, rewards, closeness, int(self.optimizer_steps))
+            self.select.observe(
+                self.behaviour, self.across_ranks(rewards), closeness, int(self.optimizer_steps)
+            )
+
+    def across_ranks(self, value: Tensor) -> Tensor:
+        """``value`` of every rank stacked, ``(world, ...)``, under data-parallel training (each
+        rank draws and scores its own groups); ``value`` itself on one device. Decisions taken
+        from it (anchor weight, selection) are then the same on every rank."""
+        if self.trainer.world_size == 1:
+            return value
+        return self.all_gather(value.to(self.device)).cpu()
 
     def training_step(self, contexts: Tensor, batch_idx: int) -> Tensor:
         cond, x, rewards = self.behaviour_batch(contexts)
@@ -319,9 +329,9 @@ class GeMPOModule(pl.LightningModule):
         checkpoint[self.DATA_ALPHA_KEY] = self.objective.data_alpha
         if self.select is not None:
             checkpoint[self.SELECT_KEY] = self.select.state_dict()
-        checkpoint[self.RNG_KEY] = torch.get_rng_state()
+        checkpoint[self.RNG_KEY] = self.across_ranks(torch.get_rng_state())
         if torch.cuda.is_initialized():
-            checkpoint[self.CUDA_RNG_KEY] = torch.cuda.get_rng_state_all()
+            checkpoint[self.CUDA_RNG_KEY] = self.across_ranks(torch.cuda.get_rng_state())
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.batch = checkpoint.get(self.BATCH_KEY)
@@ -331,15 +341,26 @@ class GeMPOModule(pl.LightningModule):
         self._restored_rng = (checkpoint.get(self.RNG_KEY), checkpoint.get(self.CUDA_RNG_KEY))
 
     def on_train_start(self) -> None:
-        """Restore a loaded checkpoint's RNG states (after Lightning's own seeding)."""
+        """Restore a loaded checkpoint's RNG states, this rank's (after Lightning's own
+        seeding); in a fresh data-parallel run, reseed every rank but rank 0 with the seed plus
+        its rank, so that the ranks draw different groups (rank 0 draws what one process would)."""
         if self._restored_rng is None:
+            if self.global_rank > 0:
+                torch.manual_seed(torch.initial_seed() + self.global_rank)
             return
-        cpu, cuda = self._restored_rng
+        cpu, cuda = (self.rank_state(state) for state in self._restored_rng)
         if cpu is not None:
-            torch.set_rng_state(cpu.cpu())
-        if cuda is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all([state.cpu() for state in cuda])
+            torch.set_rng_state(cpu)
+        if cuda is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state(cuda, self.device)
         self._restored_rng = None
+
+    def rank_state(self, state: Tensor | None) -> Tensor | None:
+        """This rank's row of an RNG state saved by :meth:`across_ranks` (a run resumed on
+        fewer or more ranks takes them in turn)."""
+        if state is None or state.dim() == 1:
+            return None if state is None else state.cpu()
+        return state[self.global_rank % state.shape[0]].cpu()
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         groups: list[dict[str, Any]] = [{"params": list(self.policy.parameters())}]
