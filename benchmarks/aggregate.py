@@ -41,7 +41,18 @@ CONFIDENCE = 0.95
 RESAMPLES = 2000
 CONTROL_SCORES = ("eval/return_mean", "eval_raw/return_mean")
 DNA_SCORES = ("true_activity", "pred_activity", "pred_activity_ft")
-"""Final metrics reported per side, the headline first (DNA: ground truth first)."""
+DNA_METRICS = (
+    *DNA_SCORES,
+    "true_atac",
+    "atac_acc",
+    "kmer3_corr",
+    "motif_corr",
+    "app_log_lik",
+    "hamming",
+    "distinct_10mer",
+)
+"""Final metrics reported per side, the headline first (DNA: ground truth first, then the
+eval oracle, then the fine-tune oracle, then naturalness and diversity)."""
 TASK_KEYS = {"control": "env", "dna": "cell"}
 NOT_METHOD = ("seed", "resume", "overwrite", "progress", "plot", "profile", "device")
 """Overrides that do not make a run another method."""
@@ -125,13 +136,14 @@ def table(runs: Sequence[Run]) -> list[dict]:
     return rows
 
 
-def interval_text(stats: dict, key: str = "mean", digits: int = 0) -> str:
+def interval_text(stats: dict, key: str = "mean", fmt: str = ".0f") -> str:
+    """``value [low, high]`` in the format ``fmt`` (``(1 seed)`` when there is no interval)."""
     value, ci = stats[key], stats[f"{key}_ci95"]
-    text = f"{value:.{digits}f}"
-    return text + (f" [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]" if ci else " (1 seed)")
+    text = f"{value:{fmt}}"
+    return text + (f" [{ci[0]:{fmt}}, {ci[1]:{fmt}}]" if ci else " (1 seed)")
 
 
-def markdown(rows: Sequence[dict], metrics: Sequence[str], digits: int = 0) -> str:
+def markdown(rows: Sequence[dict], metrics: Sequence[str], fmt: str = ".0f") -> str:
     """A Markdown table: the first metric as mean [95% CI] and IQM [95% CI], the others as
     mean [95% CI]."""
     head, *rest = metrics
@@ -142,9 +154,9 @@ def markdown(rows: Sequence[dict], metrics: Sequence[str], digits: int = 0) -> s
     ]
     for row in rows:
         cells = [
-            interval_text(row[head], "mean", digits) if head in row else "–",
-            interval_text(row[head], "iqm", digits) if head in row else "–",
-            *(interval_text(row[m], "mean", digits) if m in row else "–" for m in rest),
+            interval_text(row[head], "mean", fmt) if head in row else "–",
+            interval_text(row[head], "iqm", fmt) if head in row else "–",
+            *(interval_text(row[m], "mean", fmt) if m in row else "–" for m in rest),
         ]
         lines.append(
             f"| {row['task']} | {row['method']} | {len(row['seeds'])} | " + " | ".join(cells) + " |"
@@ -226,7 +238,7 @@ def read_dna_run(run_dir: Path) -> Run:
     """A finished ``dna.finetune`` run folder (its final model's row)."""
     summary = json.loads((run_dir / "summary.json").read_text())
     row = summary["rows"]["finetuned"]
-    finals = {name: float(row[name]) for name in DNA_SCORES if row.get(name) is not None}
+    finals = {name: float(row[name]) for name in DNA_METRICS if row.get(name) is not None}
     logged = pd.read_csv(run_dir / "logs" / "csv" / "metrics.csv")
     logged = logged.dropna(subset=["train/reward_mean"])
     return Run(
@@ -300,12 +312,12 @@ def main() -> None:
     metrics = CONTROL_SCORES if side == "control" else DNA_SCORES
     metrics = [m for m in metrics if any(m in r.finals for r in runs)]
     rows = table(runs)
-    digits = 0 if side == "control" else 3
+    fmt = ".0f" if side == "control" else ".3g"
     text = (
         f"# {len(runs)} {side} runs from {', '.join(map(str, args.folders))}\n\n"
         f"Written by `python benchmarks/aggregate.py`. Final {metrics[0]} per run; mean and IQM "
         "over seeds with 95% stratified percentile-bootstrap intervals (2,000 resamples).\n\n"
-        + markdown(rows, metrics, digits)
+        + markdown(rows, metrics, fmt)
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     Path(f"{args.out}.md").write_text(text)

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from aggregate import DNA_METRICS, Run, markdown, table
 from omegaconf import OmegaConf
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,18 +38,11 @@ SCHEMES = ("exp", "linear", "linear_clip", "rank", "advantage")
 PLAIN = ("reg.data=0", "reg.data_target=null", "final.min_kmer3_corr=null")
 """``dna.finetune`` overrides for every scheme: no data anchor, the final samples from the EMA at
 the end of the run (the shipped defaults add both; ``docs/dna.md``)."""
-METRICS = (
-    "pred_activity",
-    "pred_activity_ft",
-    "true_activity",
-    "atac_acc",
-    "true_atac",
-    "kmer3_corr",
-    "motif_corr",
-    "app_log_lik",
-    "hamming",
-    "distinct_10mer",
-)
+
+
+STATS = "mean [95% bootstrap interval] over the seeds counted in each row"
+OLD_STATS = "mean ± std over the seeds counted in each row"
+"""How the table summarises seeds (``OLD_STATS``: what headers written before said)."""
 
 
 def run_command(args: list[str], log_file: Path) -> None:
@@ -122,43 +116,26 @@ def baseline_runs(seed: int, budget: argparse.Namespace, out: Path) -> list[dict
     return rows
 
 
-def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Mean and standard deviation over seeds per method."""
-    frame = pd.DataFrame(rows)
-    table = []
-    for name, group in frame.groupby("name", sort=False):
-        entry: dict[str, Any] = {
-            "name": name,
-            "seeds": len(group),
-            "oracle_calls": int(group["oracle_calls"].iloc[0]),
-        }
-        for metric in METRICS:
-            if metric in group and group[metric].notna().any():
-                entry[metric] = float(group[metric].mean())
-                entry[f"{metric}_std"] = float(group[metric].std(ddof=0))
-        table.append(entry)
-    return table
-
-
-def mean_std_cells(row: dict[str, Any], metrics: list[str]) -> list[str]:
-    """Table cells ``mean ± std`` of ``metrics`` in an aggregated ``row`` (``–`` if absent)."""
-    return [f"{row[m]:.3g} ± {row[f'{m}_std']:.2g}" if m in row else "–" for m in metrics]
-
-
-def markdown(table: list[dict[str, Any]], header: str) -> str:
-    """Mean ± std per method as a Markdown table."""
-    shown = [m for m in METRICS if any(m in row for row in table)]
-    lines = [
-        header,
-        "",
-        "| method | seeds | oracle calls | " + " | ".join(shown) + " |",
-        "|---|---|---|" + "---|" * len(shown),
+def as_runs(rows: list[dict[str, Any]]) -> list[Run]:
+    """Per-seed rows as :class:`aggregate.Run` records (one task: the shipped cell)."""
+    return [
+        Run(
+            task="hepg2",
+            method=row["name"],
+            seed=row["seed"],
+            finals={m: row[m] for m in DNA_METRICS if row.get(m) is not None},
+            curve=np.asarray(row.get("curve") or np.zeros((0, 2)), dtype=float),
+            x_label="oracle calls",
+        )
+        for row in rows
     ]
-    for row in table:
-        cells = mean_std_cells(row, shown)
-        first = f"| {row['name']} | {row['seeds']} | {row['oracle_calls']} | "
-        lines.append(first + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+
+
+def report_text(rows: list[dict[str, Any]], header: str) -> str:
+    """The header and the table: each metric's mean over seeds with its 95% bootstrap
+    interval, ground truth first (``benchmarks/aggregate.py``)."""
+    shown = [m for m in DNA_METRICS if any(m in row for row in rows)]
+    return header + "\n\n" + markdown(table(as_runs(rows)), shown, ".3g")
 
 
 def plot(rows: list[dict[str, Any]], path: Path) -> None:
@@ -219,11 +196,42 @@ def main() -> None:
     parser.add_argument(
         "--report",
         action="store_true",
-        help="run nothing: tabulate and plot the finished runs already in --out",
+        help="run nothing: tabulate and plot the finished runs already in --out (or, when it "
+        "holds none, the per-run rows stored in benchmarks/results/<name>.json)",
     )
     parser.add_argument("extra", nargs="*", help="extra dna.finetune overrides, e.g. reg.alpha=0.1")
     budget = parser.parse_args()
     budget.updates_per_batch = int(defaults.updates_per_batch)
+    stored = RESULTS / f"{budget.name}.json"
+    rows = collect(budget)
+    if rows:
+        run_seconds = [row["seconds"] for row in rows if "seconds" in row]
+        header = (
+            f"{budget.batches} batches x {budget.group_size} sequences = "
+            f"{budget.batches * budget.group_size} oracle calls per run "
+            f"({budget.updates_per_batch} updates per batch); {budget.num_samples} samples "
+            f"per row; {STATS}; {' '.join(PLAIN)}; extra overrides: "
+            f"{budget.extra or 'none'}; {np.mean(run_seconds or [0]):.0f} s per fine-tuning run "
+            f"(mean, final evaluation included)."
+        )
+    elif budget.report and stored.is_file():  # no run folders here: the stored per-run rows
+        saved = json.loads(stored.read_text())
+        rows, header = saved["runs"], saved["header"].replace(OLD_STATS, STATS)
+    else:
+        raise SystemExit(f"error: no finished run in {budget.out} and no {stored}")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    text = report_text(rows, header)
+    (RESULTS / f"{budget.name}.md").write_text(text)
+    stored.write_text(json.dumps({"header": header, "runs": rows}, indent=1))
+    plot(
+        rows,
+        FIGURE if budget.name == "dna_weights" else FIGURE.with_name(f"{budget.name}_reward.png"),
+    )
+    print(text)
+
+
+def collect(budget: argparse.Namespace) -> list[dict[str, Any]]:
+    """Per-seed rows: run what is missing, or with ``--report`` only read what finished."""
     rows: list[dict[str, Any]] = []
     for seed in budget.seeds:
         baselines_done = (budget.out / f"baselines-seed{seed}" / "evaluation.json").is_file()
@@ -234,27 +242,7 @@ def main() -> None:
             if run_done or not budget.report:
                 rows.append(finetune_run(scheme, seed, budget, budget.out))
                 print(f"{scheme} seed {seed}: eval median {rows[-1]['pred_activity']:.3f}")
-    table = aggregate(rows)
-    run_seconds = [row["seconds"] for row in rows if "seconds" in row]
-    header = (
-        f"{budget.batches} batches x {budget.group_size} sequences = "
-        f"{budget.batches * budget.group_size} oracle calls per run "
-        f"({budget.updates_per_batch} updates per batch); {budget.num_samples} samples "
-        f"per row; mean ± std over the seeds counted in each row; {' '.join(PLAIN)}; extra "
-        f"overrides: "
-        f"{budget.extra or 'none'}; {np.mean(run_seconds or [0]):.0f} s per fine-tuning run "
-        f"(mean, final evaluation included)."
-    )
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{budget.name}.md").write_text(markdown(table, header))
-    (RESULTS / f"{budget.name}.json").write_text(
-        json.dumps({"header": header, "table": table, "runs": rows}, indent=1)
-    )
-    plot(
-        rows,
-        FIGURE if budget.name == "dna_weights" else FIGURE.with_name(f"{budget.name}_reward.png"),
-    )
-    print(markdown(table, header))
+    return rows
 
 
 if __name__ == "__main__":
