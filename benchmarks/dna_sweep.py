@@ -29,9 +29,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from dna_weights import REPO, RESULTS, mean_std_cells, run_command
+from aggregate import interval_text, summarize
+from dna_weights import REPO, RESULTS, run_command
 
-METRICS = ("pred_activity", "true_activity", "kmer3_corr", "app_log_lik", "hamming")
+METRICS = ("true_activity", "pred_activity", "kmer3_corr", "app_log_lik", "hamming")
 CHECKS = ("pred_activity_above_threshold", "kmer3_corr_at_least_0.5", "app_log_lik_within_15pct")
 
 
@@ -76,8 +77,9 @@ def batch_kmer3_drift(folder: Path) -> tuple[float, float] | None:
 def variant_row(
     variant: str, summaries: list[dict[str, Any]], folders: list[Path]
 ) -> dict[str, Any]:
-    """Mean, std and per-seed values of the finetuned rows, the drift of the behaviour
-    batches' 3-mer correlation, and the check pass count."""
+    """Per metric of the finetuned rows: the mean and IQM over seeds with 95% bootstrap
+    intervals and the per-seed values; the drift of the behaviour batches' 3-mer correlation;
+    the check pass count."""
     tuned = [s["rows"]["finetuned"] for s in summaries]
     row: dict[str, Any] = {
         "variant": variant or "default",
@@ -93,9 +95,7 @@ def variant_row(
     for metric in METRICS:
         values = [float(t[metric]) for t in tuned if metric in t]
         if values:
-            row[metric] = float(np.mean(values))
-            row[f"{metric}_std"] = float(np.std(values))
-            row[f"{metric}_per_seed"] = values
+            row[metric] = {**summarize(np.asarray(values)), "per_seed": values}
     return row
 
 
@@ -111,10 +111,12 @@ def markdown(rows: list[dict[str, Any]], header: str) -> str:
         "|---|---|" + "---|" * len(shown) + "---|---|---|",
     ]
     for row in rows:
-        cells = mean_std_cells(row, shown)
+        cells = [interval_text(row[m], "mean", ".3g") if m in row else "–" for m in shown]
         per_seed = ", ".join(
             f"{a:.1f} / {k:.2f}"
-            for a, k in zip(row["pred_activity_per_seed"], row["kmer3_corr_per_seed"], strict=True)
+            for a, k in zip(
+                row["pred_activity"]["per_seed"], row["kmer3_corr"]["per_seed"], strict=True
+            )
         )
         drift = ", ".join(
             "–" if d is None else f"{d[0]:.2f} → {d[1]:.2f}" for d in row["batch_kmer3_first_last"]
@@ -174,7 +176,8 @@ def main() -> None:
     if not rows:
         raise SystemExit(f"no finished runs under {out}")
     header = (
-        f"`dna.finetune` variants (overrides of the default command), mean ± std over seeds "
+        f"`dna.finetune` variants (overrides of the default command), mean [95% bootstrap "
+        f"interval] over seeds "
         f"{args.seeds}; threshold (99.9th percentile of the data) {rows[0]['threshold']:.2f}; "
         f"passed = seeds passing all three checks. {args.note}".strip()
     )
