@@ -49,6 +49,7 @@ RESUME_OVERRIDES = (
     "progress",
     "plot",
     "profile",
+    "compile",
     "overwrite",
 )
 """Config keys a resumed run takes from its command line; everything else comes from the
