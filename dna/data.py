@@ -160,11 +160,13 @@ def top_fraction_reference(
 
 
 class HalfSplit(NamedTuple):
-    """Two disjoint halves (each oracle trains on one and is tested on the other) + validation."""
+    """Two disjoint halves (each oracle trains on one and is tested on the other) + validation;
+    ``by``: how they were made, ``"chromosome"`` or ``"random"``."""
 
     first: pd.DataFrame
     second: pd.DataFrame
     validation: pd.DataFrame
+    by: str
 
 
 def chromosome_number(chrom: pd.Series) -> pd.Series:
@@ -184,7 +186,7 @@ def split_by_chromosome(frame: pd.DataFrame) -> HalfSplit:
     first = frame[number.isin(FIRST_HALF)].reset_index(drop=True)
     second = frame[number.isin(SECOND_HALF)].reset_index(drop=True)
     validation = frame[~number.isin(FIRST_HALF | SECOND_HALF)].reset_index(drop=True)
-    return HalfSplit(first, second, validation)
+    return HalfSplit(first, second, validation, "chromosome")
 
 
 def split_randomly(frame: pd.DataFrame, val_fraction: float = 0.05, seed: int = 0) -> HalfSplit:
@@ -194,7 +196,7 @@ def split_randomly(frame: pd.DataFrame, val_fraction: float = 0.05, seed: int = 
     rest = order[n_val:]
     half = len(rest) // 2
     pick = lambda idx: frame.iloc[np.sort(idx)].reset_index(drop=True)  # noqa: E731
-    return HalfSplit(pick(rest[:half]), pick(rest[half:]), pick(order[:n_val]))
+    return HalfSplit(pick(rest[:half]), pick(rest[half:]), pick(order[:n_val]), "random")
 
 
 def split_halves(frame: pd.DataFrame, val_fraction: float = 0.05, seed: int = 0) -> HalfSplit:
@@ -264,6 +266,7 @@ class EnhancerDataModule(pl.LightningDataModule):
         self.val_fraction, self.skip_invalid = val_fraction, skip_invalid
         self.frame: pd.DataFrame | None = None
         self.splits: dict[str, EnhancerTensors] = {}
+        self.split_by: str | None = None  # "chromosome" or "random", once set up
 
     def resolved_path(self) -> Path:
         """The CSV this module reads (the simulated set is written on first use)."""
@@ -277,6 +280,7 @@ class EnhancerDataModule(pl.LightningDataModule):
             return
         self.frame = load_enhancers(self.resolved_path(), skip_invalid=self.skip_invalid)
         split = split_halves(self.frame, self.val_fraction, self.seed)
+        self.split_by = split.by
         if self.half == "first":
             train, test = split.first, split.second
         elif self.half == "second":

@@ -261,12 +261,24 @@ def build_module(
     )
 
 
-def write_samples(scores: Any, run_dir: Path) -> None:
-    """``samples.csv`` (all per-sequence columns) and ``samples.fasta`` (ids carry the eval
-    oracle's objective value)."""
+def world_label(simulated: bool) -> str:
+    """How outputs name the world their numbers come from."""
+    return "simulated" if simulated else "real"
+
+
+def write_samples(scores: Any, run_dir: Path, simulated: bool) -> None:
+    """``samples.csv`` (all per-sequence columns and the ``world``) and ``samples.fasta`` (ids
+    carry the ground-truth objective value in the simulated world, the eval oracle's, and the
+    world)."""
     with atomic_output(run_dir / "samples.csv") as tmp:
-        scores.to_csv(tmp, index=False)
-    ids = [f"sample{i}|eval={v:.3f}" for i, v in enumerate(scores["reward_eval"])]
+        scores.assign(world=world_label(simulated)).to_csv(tmp, index=False)
+    truth = scores["true_reward"] if simulated else [None] * len(scores)
+    ids = [
+        f"sample{i}|"
+        + (f"true={t:.3f}|" if t is not None else "")
+        + f"eval={v:.3f}|world={world_label(simulated)}"
+        for i, (t, v) in enumerate(zip(truth, scores["reward_eval"], strict=True))
+    ]
     write_fasta(run_dir / "samples.fasta", scores["seq"].tolist(), ids)
 
 
@@ -275,6 +287,7 @@ def plot_training_curve(
     path: Path,
     threshold: float | None = None,
     selected_step: int | None = None,
+    simulated: bool = False,
 ) -> Path:
     """``reward_curve.png``: the behaviour batches' reward (median, mean, max), diversity and
     3-mer correlation to the reference against oracle calls, from the run's ``metrics.csv``;
@@ -303,6 +316,7 @@ def plot_training_curve(
             ax.axvline(selected.iloc[0], color="tab:red", ls=":", lw=1.5, label="selected batch")
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
+    fig.suptitle(f"GeMPO fine-tuning, {world_label(simulated)} world", fontsize=10)
     fig.tight_layout()
     with atomic_output(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
@@ -359,7 +373,7 @@ def final_evaluation(
     torch.manual_seed(int(cfg.seed) + 1)
     tokens = policy.sample_tokens(cfg.final.num_samples, cfg.final.batch_size, module.device).cpu()
     scores = score_sequences(world, tokens)
-    write_samples(scores, run_dir)
+    write_samples(scores, run_dir, world.simulated)
     rows = {"finetuned": summarize(world, tokens, scores, "GeMPO")}
     if cfg.final.compare_pretrained:
         torch.manual_seed(int(cfg.seed) + 1)
@@ -448,13 +462,16 @@ def finetune(cfg: DictConfig) -> dict[str, Any]:
         run_dir / "reward_curve.png",
         summary["threshold"],
         (summary["selected"] or {}).get("step"),
+        summary["simulated"],
     )
     write_json(run_dir / "summary.json", summary)
     table = format_markdown(list(summary["rows"].values()))
     source = sampled_from(summary["selected"], ema=cfg.ema_decay is not None)
     with atomic_output(run_dir / "summary.md") as tmp:
         tmp.write_text(
-            f"{summary['command']}\n\nthreshold (99.9th percentile of the data): "
+            f"{summary['command']}\n\nworld: {world_label(summary['simulated'])}"
+            f"{' (ground truth from the simulator)' if summary['simulated'] else ''}"
+            "\n\nthreshold (99.9th percentile of the data): "
             f"{summary['threshold']:.3f}\n\nsampled from: {source}\n\n{table}\n"
             f"checks: {summary['checks']}\n"
         )

@@ -213,6 +213,7 @@ def fit_one(cfg: DictConfig, role: str, half: str, out: Path) -> dict[str, Any]:
         "rows": {k: len(v) for k, v in data.splits.items()},
         "best_checkpoint": checkpoint.best_model_path,
         "source": str(data.resolved_path()),
+        "split_by": data.split_by,
     }
 
 
@@ -262,6 +263,27 @@ def command_line() -> str:
     return " ".join(["python -m dna.oracle", *map(shlex.quote, sys.argv[1:])])
 
 
+def provenance(half: str, split_by: str, val_fraction: float) -> dict[str, str]:
+    """What an oracle trained on ``half`` (``first`` or ``second``) was trained, validated and
+    tested on, as the loader actually split the data (``split_by``: ``chromosome``, or
+    ``random`` when the file has no usable ``chrom`` column)."""
+    other = "second" if half == "first" else "first"
+    if split_by == "chromosome":
+        return {
+            "split": "by chromosome",
+            "trained_on": HALF_NAMES[half],
+            "validated_on": "other chromosomes (chrX)",
+            "tested_on": HALF_NAMES[other],
+        }
+    index = {"first": 1, "second": 2}
+    return {
+        "split": "random (the data has no usable chrom column)",
+        "trained_on": f"random half {index[half]} of the rows",
+        "validated_on": f"a random {val_fraction:.0%} of the rows",
+        "tested_on": f"random half {index[other]} of the rows",
+    }
+
+
 def export(cfg: DictConfig, runs: dict[str, dict[str, Any]], truth: dict[str, Any] | None) -> None:
     """Write compact checkpoints and update ``manifest.json`` in ``cfg.export_dir``."""
     folder = Path(cfg.export_dir)
@@ -273,8 +295,8 @@ def export(cfg: DictConfig, runs: dict[str, dict[str, Any]], truth: dict[str, An
     data.pop("_target_", None)
     for role, run in runs.items():
         file = CHECKPOINT_FILES[role]
-        other = "second" if run["half"] == "first" else "first"
-        meta = {"role": role, "trained_on": HALF_NAMES[run["half"]], "command": command_line()}
+        where = provenance(run["half"], run["split_by"], float(cfg.data.val_fraction))
+        meta = {"role": role, "trained_on": where["trained_on"], "command": command_line()}
         digest = save_oracle(run["net"], folder / file, meta)
         manifest["oracles"][role] = {
             "file": file,
@@ -283,9 +305,7 @@ def export(cfg: DictConfig, runs: dict[str, dict[str, Any]], truth: dict[str, An
             "parameters": sum(p.numel() for p in run["net"].parameters()),
             "size_bytes": (folder / file).stat().st_size,
             "sha256": digest,
-            "trained_on": HALF_NAMES[run["half"]],
-            "validated_on": "other chromosomes (chrX)",
-            "tested_on": HALF_NAMES[other],
+            **where,
             "data": {**data, "rows": run["rows"], "file": Path(run["source"]).name},
             "command": command_line(),
             "epochs": run["epochs"],
