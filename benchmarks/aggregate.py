@@ -238,7 +238,11 @@ def read_dna_run(run_dir: Path) -> Run:
     """A finished ``dna.finetune`` run folder (its final model's row)."""
     summary = json.loads((run_dir / "summary.json").read_text())
     row = summary["rows"]["finetuned"]
-    finals = {name: float(row[name]) for name in DNA_METRICS if row.get(name) is not None}
+    finals = {  # NaN: a metric this world cannot compute (e.g. no ATAC oracle)
+        name: float(row[name])
+        for name in DNA_METRICS
+        if row.get(name) is not None and np.isfinite(row[name])
+    }
     logged = pd.read_csv(run_dir / "logs" / "csv" / "metrics.csv")
     logged = logged.dropna(subset=["train/reward_mean"])
     return Run(

@@ -134,6 +134,7 @@ def test_finetune_raises_reward_and_writes_outputs(tiny: list[str], tmp_path: Pa
     # no ground truth in this world: the eval oracle's score is the headline
     assert next(iter(aggregated.finals)) == "pred_activity"
     assert aggregated.finals == {k: tuned[k] for k in aggregated.finals}
+    assert "atac_acc" not in aggregated.finals  # NaN here: this world has no ATAC oracle
     assert {"pred_activity_ft", "kmer3_corr", "app_log_lik"} <= set(aggregated.finals)
     rewards = pd.read_csv(tmp_path / "logs" / "csv" / "metrics.csv").dropna(
         subset=["train/reward_mean"]
