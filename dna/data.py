@@ -20,8 +20,9 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
-from dna.sequences import ALPHABET, SEQ_LEN, atomic_output, encode
+from dna.sequences import ALPHABET, SEQ_LEN, encode
 from gempo.errors import GempoError
+from gempo.runs import atomic_output
 
 log = logging.getLogger(__name__)
 

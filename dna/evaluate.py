@@ -18,13 +18,11 @@ from __future__ import annotations
 
 import logging
 import math
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import hydra
 import numpy as np
 import pandas as pd
 import torch
@@ -40,11 +38,11 @@ from dna.data import (
     top_fraction_reference,
 )
 from dna.model import DNAGenerator, load_generator
-from dna.pretrain import check_group_choices, run_directory, write_json
 from dna.rewards import OracleReward
-from dna.sequences import SEQ_LEN, atomic_output, decode, encode, read_fasta
-from gempo.errors import GempoError, claim_export, exit_on_user_error
+from dna.sequences import SEQ_LEN, decode, encode, read_fasta
+from gempo.errors import GempoError
 from gempo.nets import module_device
+from gempo.runs import atomic_output, claim_export, hydra_main, run_directory, write_json
 
 log = logging.getLogger(__name__)
 
@@ -338,13 +336,11 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
     return rows
 
 
-@hydra.main(config_path="../configs", config_name="dna_evaluate", version_base="1.3")
-@exit_on_user_error
+@hydra_main("dna_evaluate")
 def main(cfg: DictConfig) -> list[dict[str, Any]]:
     """``python -m dna.evaluate``: see the module docstring."""
     return evaluate(cfg)
 
 
 if __name__ == "__main__":
-    exit_on_user_error(check_group_choices)(sys.argv[1:])
     main()

@@ -29,13 +29,11 @@ from __future__ import annotations
 import copy
 import logging
 import math
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import hydra
 import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
@@ -61,18 +59,9 @@ from dna.model import (
     load_generator,
     save_generator,
 )
-from dna.pretrain import (
-    check_group_choices,
-    command_line,
-    progress_bar,
-    resume_checkpoint,
-    run_directory,
-    run_loggers,
-    write_json,
-)
 from dna.rewards import OracleReward
-from dna.sequences import atomic_output, encode, write_fasta
-from gempo.errors import GempoError, claim_run_dir, config_number, exit_on_user_error
+from dna.sequences import encode, write_fasta
+from gempo.errors import GempoError
 from gempo.losses import GeMPOObjective, ReweightedLoss
 from gempo.module import (
     AnchorController,
@@ -80,6 +69,18 @@ from gempo.module import (
     ContextStream,
     DataReplay,
     GeMPOModule,
+)
+from gempo.runs import (
+    atomic_output,
+    claim_run_dir,
+    command_line,
+    config_number,
+    hydra_main,
+    progress_bar,
+    resume_checkpoint,
+    run_directory,
+    run_loggers,
+    write_json,
 )
 
 log = logging.getLogger(__name__)
@@ -481,13 +482,11 @@ def finetune(cfg: DictConfig) -> dict[str, Any]:
     return summary
 
 
-@hydra.main(config_path="../configs", config_name="dna_finetune", version_base="1.3")
-@exit_on_user_error
+@hydra_main("dna_finetune")
 def main(cfg: DictConfig) -> dict[str, Any]:
     """``python -m dna.finetune``: see the module docstring."""
     return finetune(cfg)
 
 
 if __name__ == "__main__":
-    exit_on_user_error(check_group_choices)(sys.argv[1:])
     main()

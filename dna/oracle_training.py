@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shlex
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -27,8 +25,9 @@ from scipy import stats
 
 from dna.data import ACTIVITY_COLUMNS, EnhancerDataModule
 from dna.oracle import AccessibilityClassifier, PredActivityOracle, SequenceCNN, save_oracle
-from dna.sequences import atomic_output, encode
-from gempo.errors import GempoError, claim_export, claim_run_dir
+from dna.sequences import encode
+from gempo.errors import GempoError
+from gempo.runs import atomic_output, claim_export, claim_run_dir, command_line, run_directory
 
 log = logging.getLogger(__name__)
 
@@ -165,15 +164,6 @@ class OracleModule(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
 
-def run_dir() -> Path:
-    """Hydra's output directory of this run (the working directory outside Hydra)."""
-    from hydra.core.hydra_config import HydraConfig
-
-    if HydraConfig.initialized():
-        return Path(HydraConfig.get().runtime.output_dir)
-    return Path.cwd()
-
-
 def build_net(task: str, net_cfg: DictConfig | dict[str, Any]) -> SequenceCNN:
     """The network for ``task`` with the ``net`` config's size kwargs."""
     kwargs = OmegaConf.to_container(net_cfg) if isinstance(net_cfg, DictConfig) else dict(net_cfg)
@@ -258,11 +248,6 @@ def truth_metrics(cfg: DictConfig, nets: dict[str, torch.nn.Module]) -> dict[str
     return result
 
 
-def command_line() -> str:
-    """The command that started this process, as a user would type it."""
-    return " ".join(["python -m dna.oracle", *map(shlex.quote, sys.argv[1:])])
-
-
 def provenance(half: str, split_by: str, val_fraction: float) -> dict[str, str]:
     """What an oracle trained on ``half`` (``first`` or ``second``) was trained, validated and
     tested on, as the loader actually split the data (``split_by``: ``chromosome``, or
@@ -327,7 +312,7 @@ def train_from_config(cfg: DictConfig) -> dict[str, Any]:
     """Train every oracle of ``cfg.task``; write metrics.json (and export when asked)."""
     if cfg.task not in TASKS:
         raise GempoError(f"task: expected one of {list(TASKS)}, got {cfg.task!r}")
-    out = run_dir()
+    out = run_directory()
     overwrite = bool(cfg.get("overwrite", False))
     claim_run_dir(out, overwrite=overwrite)
     if cfg.get("export_dir"):
