@@ -30,6 +30,9 @@ ACTIVITY_COLUMNS = ("hepg2", "k562", "sknsh")
 REQUIRED_COLUMNS = ("seq", *ACTIVITY_COLUMNS)
 OPTIONAL_COLUMNS = ("chrom", "accessible")
 DEFAULT_NUM_SEQUENCES = 50_000
+TOP_FRACTION = 0.001
+"""The benchmark's "top 0.1%": the reference set for naturalness, and (as the 99.9th percentile
+of the target activity) the threshold a design should exceed."""
 FIRST_HALF = frozenset(range(1, 12))  # chr1-11
 SECOND_HALF = frozenset(range(12, 23))  # chr12-22
 
@@ -145,7 +148,7 @@ def load_enhancers(
 
 
 def top_fraction_reference(
-    frame: pd.DataFrame, fraction: float = 0.001, column: str = "hepg2"
+    frame: pd.DataFrame, fraction: float = TOP_FRACTION, column: str = "hepg2"
 ) -> list[str]:
     """The most active ``fraction`` of sequences by ``column`` (at least one), most active first.
 

@@ -33,6 +33,7 @@ from torch import Tensor, nn
 from dna import metrics
 from dna.data import (
     ACTIVITY_COLUMNS,
+    TOP_FRACTION,
     load_enhancers,
     simulated_dataset_path,
     top_fraction_reference,
@@ -108,7 +109,7 @@ def build_world(
     cell: dict[str, Any],
     log_lik_times: int = 32,
     motifs: Sequence[str] | None = None,
-    reference_fraction: float = 0.001,
+    reference_fraction: float = TOP_FRACTION,
 ) -> EvaluationWorld:
     """An :class:`EvaluationWorld` from an ``OracleSet`` (``finetune``, ``eval``, ``atac``), the
     pretrained generator, the data table and the objective (``cell`` config)."""
@@ -120,7 +121,7 @@ def build_world(
         atac=oracles.atac,
         pretrained=pretrained,
         reference=reference,
-        threshold=float(np.quantile(data[target].to_numpy(), 0.999)),
+        threshold=float(np.quantile(data[target].to_numpy(), 1.0 - TOP_FRACTION)),
         simulated=simulated,
         log_lik_times=log_lik_times,
         motifs=list(motifs) if motifs else None,

@@ -309,7 +309,9 @@ def plot_training_curve(
     diversity.plot(calls, batches["train/diversity"], color="tab:green", label="pairwise Hamming")
     if "train/kmer3_corr" in batches:
         diversity.plot(calls, batches["train/kmer3_corr"], color="tab:purple", label="3-mer corr")
-        diversity.axhline(0.5, color="k", ls="--", lw=1, label="3-mer check (0.5)")
+        diversity.axhline(
+            MIN_KMER3_CORR, color="k", ls="--", lw=1, label=f"3-mer check ({MIN_KMER3_CORR})"
+        )
     diversity.set(xlabel="oracle calls", ylim=(0, 1), title="sequence statistics")
     selected = logged.loc[logged["step"] == selected_step, "train/reward_calls"]
     for ax in (reward, diversity):
@@ -324,19 +326,32 @@ def plot_training_curve(
     return path
 
 
+MIN_KMER3_CORR = 0.5
+"""Acceptance: the designs' 3-mer spectrum correlates at least this much with the reference."""
+MAX_LOG_LIK_DROP = 0.15
+"""Acceptance: App-Log-Lik within this share of the pretrained model's."""
+CHECKS = (
+    "pred_activity_above_threshold",
+    f"kmer3_corr_at_least_{MIN_KMER3_CORR}",
+    f"app_log_lik_within_{round(100 * MAX_LOG_LIK_DROP)}pct",
+)
+"""The names of the acceptance checks in a run's summary."""
+
+
 def threshold_checks(rows: dict[str, dict[str, Any]], world: EvaluationWorld) -> dict[str, Any]:
     """The acceptance checks of the default run: eval-oracle median above the data's 99.9th
-    percentile, 3-mer correlation >= 0.5, App-Log-Lik within 15% of the pretrained model's."""
+    percentile, 3-mer correlation >= :data:`MIN_KMER3_CORR`, App-Log-Lik within
+    :data:`MAX_LOG_LIK_DROP` of the pretrained model's."""
     tuned = rows["finetuned"]
     checks: dict[str, Any] = {
-        "pred_activity_above_threshold": tuned["pred_activity"] > world.threshold,
-        "kmer3_corr_at_least_0.5": tuned["kmer3_corr"] >= 0.5,
+        CHECKS[0]: tuned["pred_activity"] > world.threshold,
+        CHECKS[1]: tuned["kmer3_corr"] >= MIN_KMER3_CORR,
     }
     if "pretrained" in rows:
         base = rows["pretrained"]
-        checks["app_log_lik_within_15pct"] = abs(
+        checks[CHECKS[2]] = abs(
             tuned["app_log_lik"] - base["app_log_lik"]
-        ) <= 0.15 * abs(base["app_log_lik"])
+        ) <= MAX_LOG_LIK_DROP * abs(base["app_log_lik"])
         if world.simulated:
             oracle_gain = tuned["pred_activity"] - base["pred_activity"]
             true_gain = tuned["true_activity"] - base["true_activity"]
