@@ -8,7 +8,9 @@ Each agent first fills its buffer with ``--learning-starts`` random steps (not t
 every round times ``--steps`` env steps with one gradient update per step (actor updates from
 the first step: ``agent.actor_starts=0``) for each agent in turn, so load on the machine
 affects them alike; the median over rounds is reported. ``--reference-steps`` (default 20)
-times the slow reference settings. Writes ``benchmarks/results/control_throughput_<device>.json``.
+times the slow reference settings. ``--compile MODE`` adds this project's SAC and the reference
+settings with ``compile=MODE``, timed in the same rounds (eager vs compiled). Writes
+``benchmarks/results/control_throughput_<device>.json``.
 SB3 is optional (``pip install -e ".[baselines]"``); without it the SB3 column is skipped and
 the script says so.
 """
@@ -38,13 +40,21 @@ class Ours:
     """One of this project's agents, its buffer filled, ready to time env steps."""
 
     def __init__(
-        self, env: str, agent: str, learning_starts: int, device: str, threads: int | None
+        self,
+        env: str,
+        agent: str,
+        learning_starts: int,
+        device: str,
+        threads: int | None,
+        compile_mode: str | None = None,
     ) -> None:
         overrides = [
             f"env={env}",
             f"agent={agent}",
             f"device={device}",
-            "profile=true",
+            f"compile={compile_mode or 'null'}",
+            # the section timer synchronizes a GPU around each section: CPU only
+            f"profile={str(device).startswith('cpu')}",
             "progress=false",
             f"learning_starts={learning_starts}",
             "agent.actor_starts=0",
@@ -134,6 +144,11 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, default=None, help="torch threads (default: torch's)"
     )
+    parser.add_argument(
+        "--compile",
+        default=None,
+        help="also time sac and gempo with compile=<mode> (reduce-overhead: CUDA graphs)",
+    )
     args = parser.parse_args()
     device = resolve_device(args.device)
     if args.threads:
@@ -144,6 +159,11 @@ def main() -> None:
         name: Ours(args.env, name, args.learning_starts, str(device), args.threads)
         for name in ("gempo_cpu", "sac", "gempo")
     }
+    if args.compile:  # the same agents compiled, timed in the same rounds
+        for name in ("sac", "gempo"):
+            agents[f"{name}+{args.compile}"] = Ours(
+                args.env, name, args.learning_starts, str(device), args.threads, args.compile
+            )
     if importlib.util.find_spec("stable_baselines3") is None:
         print(
             "stable-baselines3 is not installed: skipping the SB3 SAC baseline "
@@ -154,7 +174,7 @@ def main() -> None:
     rates: dict[str, list[float]] = {name: [] for name in agents}
     for round_ in range(args.rounds):
         for name, agent in agents.items():
-            steps = args.reference_steps if name == "gempo" else args.steps
+            steps = args.reference_steps if name.split("+")[0] == "gempo" else args.steps
             rates[name].append(agent.time(steps))
             print(f"round {round_ + 1}: {name} {rates[name][-1]:.2f} env steps/s", flush=True)
     result = {
@@ -168,7 +188,8 @@ def main() -> None:
         "load_average_1min": os.getloadavg()[0],
         "rounds": args.rounds,
         "timed_env_steps_per_round": {
-            name: args.reference_steps if name == "gempo" else args.steps for name in agents
+            name: args.reference_steps if name.split("+")[0] == "gempo" else args.steps
+            for name in agents
         },
     }
     for name, agent in agents.items():

@@ -32,8 +32,9 @@ import pandas as pd
 from aggregate import interval_text, summarize
 from dna_weights import REPO, RESULTS, run_command
 
+from dna.finetune import CHECKS
+
 METRICS = ("true_activity", "pred_activity", "kmer3_corr", "app_log_lik", "hamming")
-CHECKS = ("pred_activity_above_threshold", "kmer3_corr_at_least_0.5", "app_log_lik_within_15pct")
 
 
 def slug(variant: str) -> str:

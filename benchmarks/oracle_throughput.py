@@ -20,8 +20,9 @@ from pathlib import Path
 import torch
 
 from dna.oracle import SHIPPED_ORACLES, load_oracle
-from dna.sequences import SEQ_LEN, atomic_output
+from dna.sequences import SEQ_LEN
 from dna.simulator import true_activity
+from gempo.runs import atomic_output
 
 RESULTS = Path(__file__).resolve().parent / "results" / "oracle_throughput.json"
 

@@ -47,6 +47,15 @@ class Actor(nn.Module, ABC):
         """Next actions ``(batch, act_dim)`` for the critic's target, and a bonus ``(batch,)``
         added to the target Q (SAC's ``-alpha * log pi``; zero for a flow policy)."""
 
+    HOT_PATHS: tuple[str, ...] = ()
+    """Methods that :meth:`compile_hot_paths` compiles."""
+
+    def compile_hot_paths(self, mode: str) -> None:
+        """``torch.compile`` the tensor work of acting and updating (``mode``: ``default``,
+        ``reduce-overhead``, which captures CUDA graphs on a GPU, or ``max-autotune``)."""
+        for name in self.HOT_PATHS:
+            setattr(self, name, torch.compile(getattr(self, name), mode=mode))
+
     @abstractmethod
     def update(self, obs: Tensor, critic: TwinCritic, timer: SectionTimer) -> dict[str, Tensor]:
         """One gradient step of the actor on states ``(batch, obs_dim)``; returns stats."""
@@ -158,6 +167,8 @@ class FlowActor(Actor):
                 )
             self.optimizers["temperature"] = temperature_optimizer(temperature)
 
+    HOT_PATHS = ("best_of", "target_actions", "proposals", "fit_loss")
+
     def get_extra_state(self) -> dict:
         """The actor-update count (it times the proposal's refresh) travels in the state dict."""
         return {"actor_updates": self.actor_updates}
@@ -217,16 +228,23 @@ class FlowActor(Actor):
         scores = q.mean(0) if self.score == "mean" else q.amin(0)
         return cond, latents, rearrange(scores, "(g n) -> g n", n=self.group_size)
 
+    def fit_loss(
+        self, latents: Tensor, cond: Tensor, scores: Tensor
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """The objective's loss on a group batch and its stats (scalar tensors)."""
+        step = self.objective(self.policy, latents, cond, scores)
+        return step.loss, step.stats
+
     def update(self, obs: Tensor, critic: TwinCritic, timer: SectionTimer) -> dict[str, Tensor]:
         if self.actor_batch is not None:
             obs = obs[: self.actor_batch]
         with timer.section("actor_sample"):
             cond, latents, scores = self.proposals(obs, critic)
         with timer.section("actor_step"):
-            step = self.objective(self.policy, latents, cond, scores)
+            loss, step_stats = self.fit_loss(latents, cond, scores)
             for optimizer in self.optimizers.values():
                 optimizer.zero_grad(set_to_none=True)
-            step.loss.backward()
+            loss.backward()
             if self.grad_clip is not None:
                 nn.utils.clip_grad_norm_(self.policy.parameters(), self.grad_clip)
             for optimizer in self.optimizers.values():
@@ -235,8 +253,8 @@ class FlowActor(Actor):
         if self.actor_updates % self.proposal_every == 0:
             self.proposal.load_state_dict(self.policy.state_dict())
         actions = rearrange(torch.tanh(latents), "(g n) a -> g n a", n=self.group_size)
-        stats = {f"actor/{k}": v for k, v in step.stats.items()}
-        stats["actor/loss"] = step.loss.detach()
+        stats = {f"actor/{k}": v for k, v in step_stats.items()}
+        stats["actor/loss"] = loss.detach()
         stats["actor/action_std"] = actions.std(1).mean()
         stats["actor/at_bound"] = (actions.abs() >= AT_BOUND).any(-1).float().mean()
         return stats
@@ -295,11 +313,17 @@ class GaussianActor(Actor):
         actions, log_prob = self.sample(next_obs)
         return actions, -self.log_alpha.exp() * log_prob
 
+    HOT_PATHS = ("act", "target_actions", "actor_loss")
+
+    def actor_loss(self, obs: Tensor, critic: TwinCritic) -> tuple[Tensor, Tensor, Tensor]:
+        """SAC's actor loss, the temperature ``alpha`` and the actions' log-densities."""
+        alpha = self.log_alpha.exp().detach()
+        actions, log_prob = self.sample(obs)
+        return (alpha * log_prob - critic.value(obs, actions)).mean(), alpha, log_prob
+
     def update(self, obs: Tensor, critic: TwinCritic, timer: SectionTimer) -> dict[str, Tensor]:
         with timer.section("actor_step"):
-            alpha = self.log_alpha.exp().detach()
-            actions, log_prob = self.sample(obs)
-            loss = (alpha * log_prob - critic.value(obs, actions)).mean()
+            loss, alpha, log_prob = self.actor_loss(obs, critic)
             self.optimizers["actor"].zero_grad(set_to_none=True)
             loss.backward()
             self.optimizers["actor"].step()

@@ -71,15 +71,24 @@ class ActorCritic(nn.Module):
         next_q = self.target_critic.value(next_obs, next_actions) + bonus
         return batch.rewards + self.gamma * (1.0 - batch.terminated) * next_q
 
+    def critic_loss(self, batch: Transitions) -> tuple[Tensor, Tensor, Tensor]:
+        """The critic's loss, its values ``(2, batch)`` and the normalized observations."""
+        obs = self.normalizer(batch.obs)
+        q = self.critic(obs, batch.actions)
+        return (q - self.critic_target(batch)).pow(2).mean(dim=1).sum(), q, obs
+
+    def compile_hot_paths(self, mode: str) -> None:
+        """``torch.compile`` the critic loss and the actor's hot paths (see
+        :meth:`Actor.compile_hot_paths`); optimizer steps stay eager."""
+        self.critic_loss = torch.compile(self.critic_loss, mode=mode)
+        self.actor.compile_hot_paths(mode)
+
     def update(self, batch: Transitions, update_actor: bool = True) -> dict[str, Tensor]:
         """One critic step (and an actor step every ``actor_every``, unless ``update_actor`` is
         false: the critic's warm-up); returns stats (detached scalar tensors, read only when
         logged)."""
-        obs = self.normalizer(batch.obs)
         with self.timer.section("critic"):
-            target = self.critic_target(batch)
-            q = self.critic(obs, batch.actions)  # (2, batch)
-            critic_loss = (q - target).pow(2).mean(dim=1).sum()
+            critic_loss, q, obs = self.critic_loss(batch)
             optimizer = self.optimizers["critic"]
             optimizer.zero_grad(set_to_none=True)
             critic_loss.backward()
@@ -142,4 +151,7 @@ def build_agent(cfg: DictConfig, obs_dim: int, act_dim: int, device: torch.devic
         actor_every=cfg.agent.actor_every,
         timer=timer,
     )
-    return agent.to(device)
+    agent = agent.to(device)
+    if cfg.get("compile"):
+        agent.compile_hot_paths(str(cfg.compile))
+    return agent

@@ -4,7 +4,6 @@ so that a resumed run continues exactly."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from gymnasium.vector import AutoresetMode, SyncVectorEnv
 from gymnasium.wrappers import TimeLimit
 from torch import Tensor
 
-from gempo.errors import GempoError, check_group_choices
+from gempo.errors import GempoError
 
 ENV_CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "env"
 
@@ -25,12 +24,6 @@ ENV_CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "env"
 def env_config_names() -> list[str]:
     """Names of the ``env`` config group (``configs/env/*.yaml``)."""
     return sorted(p.stem for p in ENV_CONFIG_DIR.glob("*.yaml"))
-
-
-def check_env_overrides(argv: Sequence[str]) -> None:
-    """One line for a command-line config choice that names no config (``env=nope``,
-    sweeps included), before Hydra reports it on many lines."""
-    check_group_choices(argv, ENV_CONFIG_DIR.parent)
 
 
 @dataclass(frozen=True)
@@ -165,5 +158,9 @@ def restore_vector_env(envs: SyncVectorEnv, snapshots: list[dict]) -> None:
 
 
 def as_tensor(array: np.ndarray, device: torch.device) -> Tensor:
-    """A float32 tensor on ``device``."""
-    return torch.as_tensor(np.asarray(array, dtype=np.float32), device=device)
+    """A float32 tensor on ``device``; to a GPU through pinned memory, without blocking the
+    host (the copy is ordered before the kernels that read it)."""
+    tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+    if device.type != "cuda":
+        return tensor
+    return tensor.pin_memory().to(device, non_blocking=True)

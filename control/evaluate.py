@@ -10,18 +10,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import gymnasium as gym
-import hydra
 import imageio.v2 as imageio
 import numpy as np
 import torch
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from control.agent import ActorCritic, build_agent, resolve_device
 from control.checkpoint import load_checkpoint
 from control.envs import ActionScaler, as_tensor, check_spaces, make_vector_env
 from control.evaluation import EvalResult, evaluate
-from gempo.errors import GempoError, exit_on_user_error
+from gempo.errors import GempoError
+from gempo.runs import hydra_main, run_directory
 
 
 def load_agent(checkpoint: str, device: torch.device) -> tuple[ActorCritic, DictConfig, int]:
@@ -100,10 +99,10 @@ def run(cfg: DictConfig, output_dir: Path) -> EvalResult:
     return result
 
 
-@hydra.main(config_path="../configs", config_name="control_evaluate", version_base="1.3")
-@exit_on_user_error
+@hydra_main("control_evaluate")
 def main(cfg: DictConfig) -> float:
-    return run(cfg, Path(HydraConfig.get().runtime.output_dir)).return_mean
+    """``python -m control.evaluate``: see the module docstring."""
+    return run(cfg, run_directory()).return_mean
 
 
 if __name__ == "__main__":

@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import logging
 import math
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import hydra
 import numpy as np
 import torch
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
@@ -29,7 +26,6 @@ from control.envs import (
     ActionScaler,
     EnvSpaces,
     as_tensor,
-    check_env_overrides,
     check_spaces,
     make_vector_env,
     restore_vector_env,
@@ -38,7 +34,8 @@ from control.envs import (
 from control.evaluation import EvalResult, evaluate
 from control.metrics import MetricsLogger, plot_learning_curves, read_eval_curve
 from control.replay import ReplayBuffer, Transitions
-from gempo.errors import GempoError, claim_run_dir, config_number, exit_on_user_error
+from gempo.errors import GempoError
+from gempo.runs import claim_run_dir, config_number, hydra_main, run_directory
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +46,7 @@ RESUME_OVERRIDES = (
     "progress",
     "plot",
     "profile",
+    "compile",
     "overwrite",
 )
 """Config keys a resumed run takes from its command line; everything else comes from the
@@ -396,10 +394,10 @@ def train(cfg: DictConfig, run_dir: Path) -> TrainResult:
         trainer.close()
 
 
-@hydra.main(config_path="../configs", config_name="control_train", version_base="1.3")
-@exit_on_user_error
+@hydra_main("control_train")
 def main(cfg: DictConfig) -> float:
-    result = train(cfg, Path(HydraConfig.get().runtime.output_dir))
+    """``python -m control.train``: see the module docstring."""
+    result = train(cfg, run_directory())
     print(
         f"env steps {result.env_step}, gradient updates {result.grad_updates}, "
         f"eval return {result.last_eval.return_mean:.1f} ± {result.last_eval.return_std:.1f}; "
@@ -409,9 +407,4 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
-    try:
-        check_env_overrides(sys.argv[1:])
-    except GempoError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
     main()

@@ -20,8 +20,9 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
-from dna.sequences import ALPHABET, SEQ_LEN, atomic_output, encode
+from dna.sequences import ALPHABET, SEQ_LEN, encode
 from gempo.errors import GempoError
+from gempo.runs import atomic_output
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,9 @@ ACTIVITY_COLUMNS = ("hepg2", "k562", "sknsh")
 REQUIRED_COLUMNS = ("seq", *ACTIVITY_COLUMNS)
 OPTIONAL_COLUMNS = ("chrom", "accessible")
 DEFAULT_NUM_SEQUENCES = 50_000
+TOP_FRACTION = 0.001
+"""The benchmark's "top 0.1%": the reference set for naturalness, and (as the 99.9th percentile
+of the target activity) the threshold a design should exceed."""
 FIRST_HALF = frozenset(range(1, 12))  # chr1-11
 SECOND_HALF = frozenset(range(12, 23))  # chr12-22
 
@@ -144,7 +148,7 @@ def load_enhancers(
 
 
 def top_fraction_reference(
-    frame: pd.DataFrame, fraction: float = 0.001, column: str = "hepg2"
+    frame: pd.DataFrame, fraction: float = TOP_FRACTION, column: str = "hepg2"
 ) -> list[str]:
     """The most active ``fraction`` of sequences by ``column`` (at least one), most active first.
 
@@ -160,11 +164,13 @@ def top_fraction_reference(
 
 
 class HalfSplit(NamedTuple):
-    """Two disjoint halves (each oracle trains on one and is tested on the other) + validation."""
+    """Two disjoint halves (each oracle trains on one and is tested on the other) + validation;
+    ``by``: how they were made, ``"chromosome"`` or ``"random"``."""
 
     first: pd.DataFrame
     second: pd.DataFrame
     validation: pd.DataFrame
+    by: str
 
 
 def chromosome_number(chrom: pd.Series) -> pd.Series:
@@ -184,7 +190,7 @@ def split_by_chromosome(frame: pd.DataFrame) -> HalfSplit:
     first = frame[number.isin(FIRST_HALF)].reset_index(drop=True)
     second = frame[number.isin(SECOND_HALF)].reset_index(drop=True)
     validation = frame[~number.isin(FIRST_HALF | SECOND_HALF)].reset_index(drop=True)
-    return HalfSplit(first, second, validation)
+    return HalfSplit(first, second, validation, "chromosome")
 
 
 def split_randomly(frame: pd.DataFrame, val_fraction: float = 0.05, seed: int = 0) -> HalfSplit:
@@ -194,7 +200,7 @@ def split_randomly(frame: pd.DataFrame, val_fraction: float = 0.05, seed: int = 
     rest = order[n_val:]
     half = len(rest) // 2
     pick = lambda idx: frame.iloc[np.sort(idx)].reset_index(drop=True)  # noqa: E731
-    return HalfSplit(pick(rest[:half]), pick(rest[half:]), pick(order[:n_val]))
+    return HalfSplit(pick(rest[:half]), pick(rest[half:]), pick(order[:n_val]), "random")
 
 
 def split_halves(frame: pd.DataFrame, val_fraction: float = 0.05, seed: int = 0) -> HalfSplit:
@@ -264,6 +270,7 @@ class EnhancerDataModule(pl.LightningDataModule):
         self.val_fraction, self.skip_invalid = val_fraction, skip_invalid
         self.frame: pd.DataFrame | None = None
         self.splits: dict[str, EnhancerTensors] = {}
+        self.split_by: str | None = None  # "chromosome" or "random", once set up
 
     def resolved_path(self) -> Path:
         """The CSV this module reads (the simulated set is written on first use)."""
@@ -277,6 +284,7 @@ class EnhancerDataModule(pl.LightningDataModule):
             return
         self.frame = load_enhancers(self.resolved_path(), skip_invalid=self.skip_invalid)
         split = split_halves(self.frame, self.val_fraction, self.seed)
+        self.split_by = split.by
         if self.half == "first":
             train, test = split.first, split.second
         elif self.half == "second":

@@ -18,13 +18,11 @@ from __future__ import annotations
 
 import logging
 import math
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import hydra
 import numpy as np
 import pandas as pd
 import torch
@@ -35,16 +33,17 @@ from torch import Tensor, nn
 from dna import metrics
 from dna.data import (
     ACTIVITY_COLUMNS,
+    TOP_FRACTION,
     load_enhancers,
     simulated_dataset_path,
     top_fraction_reference,
 )
 from dna.model import DNAGenerator, load_generator
-from dna.pretrain import check_group_choices, run_directory, write_json
 from dna.rewards import OracleReward
-from dna.sequences import SEQ_LEN, atomic_output, decode, encode, read_fasta
-from gempo.errors import GempoError, claim_export, exit_on_user_error
+from dna.sequences import SEQ_LEN, decode, encode, read_fasta
+from gempo.errors import GempoError
 from gempo.nets import module_device
+from gempo.runs import atomic_output, claim_export, hydra_main, run_directory, write_json
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +109,7 @@ def build_world(
     cell: dict[str, Any],
     log_lik_times: int = 32,
     motifs: Sequence[str] | None = None,
-    reference_fraction: float = 0.001,
+    reference_fraction: float = TOP_FRACTION,
 ) -> EvaluationWorld:
     """An :class:`EvaluationWorld` from an ``OracleSet`` (``finetune``, ``eval``, ``atac``), the
     pretrained generator, the data table and the objective (``cell`` config)."""
@@ -122,7 +121,7 @@ def build_world(
         atac=oracles.atac,
         pretrained=pretrained,
         reference=reference,
-        threshold=float(np.quantile(data[target].to_numpy(), 0.999)),
+        threshold=float(np.quantile(data[target].to_numpy(), 1.0 - TOP_FRACTION)),
         simulated=simulated,
         log_lik_times=log_lik_times,
         motifs=list(motifs) if motifs else None,
@@ -338,13 +337,11 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
     return rows
 
 
-@hydra.main(config_path="../configs", config_name="dna_evaluate", version_base="1.3")
-@exit_on_user_error
+@hydra_main("dna_evaluate")
 def main(cfg: DictConfig) -> list[dict[str, Any]]:
     """``python -m dna.evaluate``: see the module docstring."""
     return evaluate(cfg)
 
 
 if __name__ == "__main__":
-    exit_on_user_error(check_group_choices)(sys.argv[1:])
     main()

@@ -29,13 +29,11 @@ from __future__ import annotations
 import copy
 import logging
 import math
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import hydra
 import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
@@ -61,18 +59,9 @@ from dna.model import (
     load_generator,
     save_generator,
 )
-from dna.pretrain import (
-    check_group_choices,
-    command_line,
-    progress_bar,
-    resume_checkpoint,
-    run_directory,
-    run_loggers,
-    write_json,
-)
 from dna.rewards import OracleReward
-from dna.sequences import atomic_output, encode, write_fasta
-from gempo.errors import GempoError, claim_run_dir, config_number, exit_on_user_error
+from dna.sequences import encode, write_fasta
+from gempo.errors import GempoError
 from gempo.losses import GeMPOObjective, ReweightedLoss
 from gempo.module import (
     AnchorController,
@@ -80,6 +69,18 @@ from gempo.module import (
     ContextStream,
     DataReplay,
     GeMPOModule,
+)
+from gempo.runs import (
+    atomic_output,
+    claim_run_dir,
+    command_line,
+    config_number,
+    hydra_main,
+    progress_bar,
+    resume_checkpoint,
+    run_directory,
+    run_loggers,
+    write_json,
 )
 
 log = logging.getLogger(__name__)
@@ -261,12 +262,24 @@ def build_module(
     )
 
 
-def write_samples(scores: Any, run_dir: Path) -> None:
-    """``samples.csv`` (all per-sequence columns) and ``samples.fasta`` (ids carry the eval
-    oracle's objective value)."""
+def world_label(simulated: bool) -> str:
+    """How outputs name the world their numbers come from."""
+    return "simulated" if simulated else "real"
+
+
+def write_samples(scores: Any, run_dir: Path, simulated: bool) -> None:
+    """``samples.csv`` (all per-sequence columns and the ``world``) and ``samples.fasta`` (ids
+    carry the ground-truth objective value in the simulated world, the eval oracle's, and the
+    world)."""
     with atomic_output(run_dir / "samples.csv") as tmp:
-        scores.to_csv(tmp, index=False)
-    ids = [f"sample{i}|eval={v:.3f}" for i, v in enumerate(scores["reward_eval"])]
+        scores.assign(world=world_label(simulated)).to_csv(tmp, index=False)
+    truth = scores["true_reward"] if simulated else [None] * len(scores)
+    ids = [
+        f"sample{i}|"
+        + (f"true={t:.3f}|" if t is not None else "")
+        + f"eval={v:.3f}|world={world_label(simulated)}"
+        for i, (t, v) in enumerate(zip(truth, scores["reward_eval"], strict=True))
+    ]
     write_fasta(run_dir / "samples.fasta", scores["seq"].tolist(), ids)
 
 
@@ -275,6 +288,7 @@ def plot_training_curve(
     path: Path,
     threshold: float | None = None,
     selected_step: int | None = None,
+    simulated: bool = False,
 ) -> Path:
     """``reward_curve.png``: the behaviour batches' reward (median, mean, max), diversity and
     3-mer correlation to the reference against oracle calls, from the run's ``metrics.csv``;
@@ -295,7 +309,9 @@ def plot_training_curve(
     diversity.plot(calls, batches["train/diversity"], color="tab:green", label="pairwise Hamming")
     if "train/kmer3_corr" in batches:
         diversity.plot(calls, batches["train/kmer3_corr"], color="tab:purple", label="3-mer corr")
-        diversity.axhline(0.5, color="k", ls="--", lw=1, label="3-mer check (0.5)")
+        diversity.axhline(
+            MIN_KMER3_CORR, color="k", ls="--", lw=1, label=f"3-mer check ({MIN_KMER3_CORR})"
+        )
     diversity.set(xlabel="oracle calls", ylim=(0, 1), title="sequence statistics")
     selected = logged.loc[logged["step"] == selected_step, "train/reward_calls"]
     for ax in (reward, diversity):
@@ -303,25 +319,39 @@ def plot_training_curve(
             ax.axvline(selected.iloc[0], color="tab:red", ls=":", lw=1.5, label="selected batch")
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
+    fig.suptitle(f"GeMPO fine-tuning, {world_label(simulated)} world", fontsize=10)
     fig.tight_layout()
     with atomic_output(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
     return path
 
 
+MIN_KMER3_CORR = 0.5
+"""Acceptance: the designs' 3-mer spectrum correlates at least this much with the reference."""
+MAX_LOG_LIK_DROP = 0.15
+"""Acceptance: App-Log-Lik within this share of the pretrained model's."""
+CHECKS = (
+    "pred_activity_above_threshold",
+    f"kmer3_corr_at_least_{MIN_KMER3_CORR}",
+    f"app_log_lik_within_{round(100 * MAX_LOG_LIK_DROP)}pct",
+)
+"""The names of the acceptance checks in a run's summary."""
+
+
 def threshold_checks(rows: dict[str, dict[str, Any]], world: EvaluationWorld) -> dict[str, Any]:
     """The acceptance checks of the default run: eval-oracle median above the data's 99.9th
-    percentile, 3-mer correlation >= 0.5, App-Log-Lik within 15% of the pretrained model's."""
+    percentile, 3-mer correlation >= :data:`MIN_KMER3_CORR`, App-Log-Lik within
+    :data:`MAX_LOG_LIK_DROP` of the pretrained model's."""
     tuned = rows["finetuned"]
     checks: dict[str, Any] = {
-        "pred_activity_above_threshold": tuned["pred_activity"] > world.threshold,
-        "kmer3_corr_at_least_0.5": tuned["kmer3_corr"] >= 0.5,
+        CHECKS[0]: tuned["pred_activity"] > world.threshold,
+        CHECKS[1]: tuned["kmer3_corr"] >= MIN_KMER3_CORR,
     }
     if "pretrained" in rows:
         base = rows["pretrained"]
-        checks["app_log_lik_within_15pct"] = abs(
+        checks[CHECKS[2]] = abs(
             tuned["app_log_lik"] - base["app_log_lik"]
-        ) <= 0.15 * abs(base["app_log_lik"])
+        ) <= MAX_LOG_LIK_DROP * abs(base["app_log_lik"])
         if world.simulated:
             oracle_gain = tuned["pred_activity"] - base["pred_activity"]
             true_gain = tuned["true_activity"] - base["true_activity"]
@@ -359,7 +389,7 @@ def final_evaluation(
     torch.manual_seed(int(cfg.seed) + 1)
     tokens = policy.sample_tokens(cfg.final.num_samples, cfg.final.batch_size, module.device).cpu()
     scores = score_sequences(world, tokens)
-    write_samples(scores, run_dir)
+    write_samples(scores, run_dir, world.simulated)
     rows = {"finetuned": summarize(world, tokens, scores, "GeMPO")}
     if cfg.final.compare_pretrained:
         torch.manual_seed(int(cfg.seed) + 1)
@@ -448,13 +478,16 @@ def finetune(cfg: DictConfig) -> dict[str, Any]:
         run_dir / "reward_curve.png",
         summary["threshold"],
         (summary["selected"] or {}).get("step"),
+        summary["simulated"],
     )
     write_json(run_dir / "summary.json", summary)
     table = format_markdown(list(summary["rows"].values()))
     source = sampled_from(summary["selected"], ema=cfg.ema_decay is not None)
     with atomic_output(run_dir / "summary.md") as tmp:
         tmp.write_text(
-            f"{summary['command']}\n\nthreshold (99.9th percentile of the data): "
+            f"{summary['command']}\n\nworld: {world_label(summary['simulated'])}"
+            f"{' (ground truth from the simulator)' if summary['simulated'] else ''}"
+            "\n\nthreshold (99.9th percentile of the data): "
             f"{summary['threshold']:.3f}\n\nsampled from: {source}\n\n{table}\n"
             f"checks: {summary['checks']}\n"
         )
@@ -464,13 +497,11 @@ def finetune(cfg: DictConfig) -> dict[str, Any]:
     return summary
 
 
-@hydra.main(config_path="../configs", config_name="dna_finetune", version_base="1.3")
-@exit_on_user_error
+@hydra_main("dna_finetune")
 def main(cfg: DictConfig) -> dict[str, Any]:
     """``python -m dna.finetune``: see the module docstring."""
     return finetune(cfg)
 
 
 if __name__ == "__main__":
-    exit_on_user_error(check_group_choices)(sys.argv[1:])
     main()

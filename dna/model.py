@@ -22,10 +22,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from dna.sequences import SEQ_LEN, VOCAB_SIZE, atomic_output, find_checkpoint, read_checkpoint
+from dna.sequences import SEQ_LEN, VOCAB_SIZE, find_checkpoint, read_checkpoint
 from gempo.errors import GempoError
 from gempo.nets import ConvDenoiser, module_device
 from gempo.policies import MaskedDiffusionPolicy
+from gempo.runs import atomic_output
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 ASSETS_DIR = PACKAGE_DIR / "assets" / "generator"

@@ -16,7 +16,6 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-import hydra
 import torch
 from omegaconf import DictConfig
 from torch import nn
@@ -30,8 +29,9 @@ from dna.sequences import (
     one_hot,
     read_checkpoint,
 )
-from gempo.errors import GempoError, exit_on_user_error
+from gempo.errors import GempoError
 from gempo.nets import freeze
+from gempo.runs import hydra_main
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 ASSETS_DIR = PACKAGE_DIR / "assets" / "oracles"
@@ -244,8 +244,7 @@ class OracleSet:
         return self
 
 
-@hydra.main(version_base="1.3", config_path="../configs", config_name="dna_oracle")
-@exit_on_user_error
+@hydra_main("dna_oracle")
 def main(cfg: DictConfig) -> dict[str, Any]:
     """Train the oracles selected by ``oracle=`` (see the module docstring)."""
     from dna.oracle_training import train_from_config

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shlex
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -27,8 +25,9 @@ from scipy import stats
 
 from dna.data import ACTIVITY_COLUMNS, EnhancerDataModule
 from dna.oracle import AccessibilityClassifier, PredActivityOracle, SequenceCNN, save_oracle
-from dna.sequences import atomic_output, encode
-from gempo.errors import GempoError, claim_export, claim_run_dir
+from dna.sequences import encode
+from gempo.errors import GempoError
+from gempo.runs import atomic_output, claim_export, claim_run_dir, command_line, run_directory
 
 log = logging.getLogger(__name__)
 
@@ -165,15 +164,6 @@ class OracleModule(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
 
-def run_dir() -> Path:
-    """Hydra's output directory of this run (the working directory outside Hydra)."""
-    from hydra.core.hydra_config import HydraConfig
-
-    if HydraConfig.initialized():
-        return Path(HydraConfig.get().runtime.output_dir)
-    return Path.cwd()
-
-
 def build_net(task: str, net_cfg: DictConfig | dict[str, Any]) -> SequenceCNN:
     """The network for ``task`` with the ``net`` config's size kwargs."""
     kwargs = OmegaConf.to_container(net_cfg) if isinstance(net_cfg, DictConfig) else dict(net_cfg)
@@ -213,6 +203,7 @@ def fit_one(cfg: DictConfig, role: str, half: str, out: Path) -> dict[str, Any]:
         "rows": {k: len(v) for k, v in data.splits.items()},
         "best_checkpoint": checkpoint.best_model_path,
         "source": str(data.resolved_path()),
+        "split_by": data.split_by,
     }
 
 
@@ -257,9 +248,25 @@ def truth_metrics(cfg: DictConfig, nets: dict[str, torch.nn.Module]) -> dict[str
     return result
 
 
-def command_line() -> str:
-    """The command that started this process, as a user would type it."""
-    return " ".join(["python -m dna.oracle", *map(shlex.quote, sys.argv[1:])])
+def provenance(half: str, split_by: str, val_fraction: float) -> dict[str, str]:
+    """What an oracle trained on ``half`` (``first`` or ``second``) was trained, validated and
+    tested on, as the loader actually split the data (``split_by``: ``chromosome``, or
+    ``random`` when the file has no usable ``chrom`` column)."""
+    other = "second" if half == "first" else "first"
+    if split_by == "chromosome":
+        return {
+            "split": "by chromosome",
+            "trained_on": HALF_NAMES[half],
+            "validated_on": "other chromosomes (chrX)",
+            "tested_on": HALF_NAMES[other],
+        }
+    index = {"first": 1, "second": 2}
+    return {
+        "split": "random (the data has no usable chrom column)",
+        "trained_on": f"random half {index[half]} of the rows",
+        "validated_on": f"a random {val_fraction:.0%} of the rows",
+        "tested_on": f"random half {index[other]} of the rows",
+    }
 
 
 def export(cfg: DictConfig, runs: dict[str, dict[str, Any]], truth: dict[str, Any] | None) -> None:
@@ -273,8 +280,8 @@ def export(cfg: DictConfig, runs: dict[str, dict[str, Any]], truth: dict[str, An
     data.pop("_target_", None)
     for role, run in runs.items():
         file = CHECKPOINT_FILES[role]
-        other = "second" if run["half"] == "first" else "first"
-        meta = {"role": role, "trained_on": HALF_NAMES[run["half"]], "command": command_line()}
+        where = provenance(run["half"], run["split_by"], float(cfg.data.val_fraction))
+        meta = {"role": role, "trained_on": where["trained_on"], "command": command_line()}
         digest = save_oracle(run["net"], folder / file, meta)
         manifest["oracles"][role] = {
             "file": file,
@@ -283,9 +290,7 @@ def export(cfg: DictConfig, runs: dict[str, dict[str, Any]], truth: dict[str, An
             "parameters": sum(p.numel() for p in run["net"].parameters()),
             "size_bytes": (folder / file).stat().st_size,
             "sha256": digest,
-            "trained_on": HALF_NAMES[run["half"]],
-            "validated_on": "other chromosomes (chrX)",
-            "tested_on": HALF_NAMES[other],
+            **where,
             "data": {**data, "rows": run["rows"], "file": Path(run["source"]).name},
             "command": command_line(),
             "epochs": run["epochs"],
@@ -307,7 +312,7 @@ def train_from_config(cfg: DictConfig) -> dict[str, Any]:
     """Train every oracle of ``cfg.task``; write metrics.json (and export when asked)."""
     if cfg.task not in TASKS:
         raise GempoError(f"task: expected one of {list(TASKS)}, got {cfg.task!r}")
-    out = run_dir()
+    out = run_directory()
     overwrite = bool(cfg.get("overwrite", False))
     claim_run_dir(out, overwrite=overwrite)
     if cfg.get("export_dir"):

@@ -17,35 +17,37 @@ import json
 import logging
 import math
 import platform
-import shlex
-import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import hydra
-import pandas as pd
 import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
-from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+from pytorch_lightning.callbacks import ModelCheckpoint
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from dna.model import CHECKPOINT_KEY, DNAGenerator, save_generator
-from dna.sequences import atomic_output
-from gempo.errors import GempoError, claim_export, claim_run_dir, exit_on_user_error
-from gempo.errors import check_group_choices as check_config_choices
+from gempo.errors import GempoError
 from gempo.module import OptimizerFactory
 from gempo.nets import freeze
+from gempo.runs import (
+    claim_export,
+    claim_run_dir,
+    command_line,
+    hydra_main,
+    progress_bar,
+    resume_checkpoint,
+    run_directory,
+    run_loggers,
+    write_json,
+)
 from gempo.samplers import masked_nelbo
 
 log = logging.getLogger(__name__)
-
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 
 class MaskedDiffusionPretraining(pl.LightningModule):
@@ -122,71 +124,6 @@ class MaskedDiffusionPretraining(pl.LightningModule):
         checkpoint[CHECKPOINT_KEY] = dict(self.generator.init_kwargs)
 
 
-def run_directory() -> Path:
-    """Hydra's output directory for this run (the working directory outside Hydra)."""
-    try:
-        return Path(HydraConfig.get().runtime.output_dir)
-    except ValueError:
-        return Path.cwd()
-
-
-def resume_checkpoint(resume: bool | str | None, run_dir: Path) -> str | None:
-    """The checkpoint to resume from: ``true`` -> ``<run_dir>/checkpoints/last.ckpt`` (a fresh
-    start when there is none yet), a path -> that file, ``false``/``null`` -> none."""
-    if resume is None or resume is False or str(resume).lower() in ("false", "none", "null", ""):
-        return None
-    if resume is True or str(resume).lower() == "true":
-        last = run_dir / "checkpoints" / "last.ckpt"
-        if last.is_file():
-            return str(last)
-        log.warning("resume=true but %s does not exist yet; starting from scratch", last)
-        return None
-    path = Path(str(resume)).expanduser()
-    if not path.is_file():
-        raise GempoError(f"resume={resume!r}: checkpoint file not found")
-    return str(path)
-
-
-def run_loggers(run_dir: Path, resume_from: str | None = None) -> list[pl.loggers.Logger]:
-    """A CSV logger (``logs/csv/metrics.csv``) and a TensorBoard logger under ``run_dir/logs``.
-
-    When resuming, the CSV rows logged before the checkpoint's step are kept (Lightning's CSV
-    logger would delete the file), so ``metrics.csv`` reads as one uninterrupted run.
-    """
-    csv_logger = CSVLogger(run_dir, name="logs", version="csv")
-    earlier = Path(csv_logger.log_dir) / "metrics.csv"
-    if resume_from is not None and earlier.is_file():
-        step = torch.load(resume_from, map_location="cpu", weights_only=False)["global_step"]
-        frame = pd.read_csv(earlier)
-        writer = csv_logger.experiment  # (deletes the old file)
-        for row in frame[frame["step"] < step].to_dict("records"):
-            values = {k: v for k, v in row.items() if k != "step" and pd.notna(v)}
-            writer.log_metrics(values, int(row["step"]))
-    return [
-        csv_logger,
-        TensorBoardLogger(run_dir, name="logs", version="tensorboard", default_hp_metric=False),
-    ]
-
-
-def progress_bar(trainer_cfg: DictConfig, refresh_rate: int) -> list[TQDMProgressBar]:
-    """A progress bar callback, unless ``trainer.enable_progress_bar`` is false."""
-    return [TQDMProgressBar(refresh_rate)] if trainer_cfg.get("enable_progress_bar", True) else []
-
-
-def write_json(path: Path, payload: dict[str, Any]) -> Path:
-    """Write ``payload`` as indented JSON atomically."""
-    with atomic_output(path) as tmp:
-        tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n")
-    return path
-
-
-def command_line() -> str:
-    """The command that started this process, as one shell line."""
-    spec = getattr(sys.modules["__main__"], "__spec__", None)
-    program = f"python -m {spec.name}" if spec is not None else f"python {sys.argv[0]}"
-    return " ".join([program, *(shlex.quote(a) for a in sys.argv[1:])])
-
-
 def export_generator(
     module: MaskedDiffusionPretraining, export_dir: Path, name: str, record: dict[str, Any]
 ) -> Path:
@@ -200,11 +137,6 @@ def export_generator(
     manifest[path.name] = {"sha256": digest, "bytes": path.stat().st_size, **record}
     write_json(manifest_path, manifest)
     return path
-
-
-def check_group_choices(overrides: Sequence[str], config_dir: Path = CONFIG_DIR) -> None:
-    """:func:`gempo.errors.check_group_choices` on this project's configs."""
-    check_config_choices(overrides, config_dir)
 
 
 def validate_pretrain_config(cfg: DictConfig) -> None:
@@ -274,13 +206,11 @@ def pretrain(cfg: DictConfig) -> dict[str, Any]:
     return record
 
 
-@hydra.main(config_path="../configs", config_name="dna_pretrain", version_base="1.3")
-@exit_on_user_error
+@hydra_main("dna_pretrain")
 def main(cfg: DictConfig) -> dict[str, Any]:
     """``python -m dna.pretrain``: see the module docstring."""
     return pretrain(cfg)
 
 
 if __name__ == "__main__":
-    exit_on_user_error(check_group_choices)(sys.argv[1:])
     main()

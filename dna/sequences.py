@@ -5,10 +5,7 @@ Tokens follow ``ALPHABET``: A=0, C=1, G=2, T=3. Enhancers in this project are ``
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +15,7 @@ from Bio.Seq import Seq
 from Bio.SeqRecord import SeqRecord
 
 from gempo.errors import GempoError
+from gempo.runs import atomic_output
 
 ALPHABET = "ACGT"
 VOCAB_SIZE = 4
@@ -29,26 +27,6 @@ for _token, _char in enumerate(ALPHABET):
     _LOOKUP[ord(_char)] = _token
     _LOOKUP[ord(_char.lower())] = _token
 _ALPHABET_BYTES = np.frombuffer(ALPHABET.encode("ascii"), dtype=np.uint8)
-
-
-@contextlib.contextmanager
-def atomic_output(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; on success it replaces ``path`` atomically.
-
-    Readers never see a half-written file, and a failed write leaves the old file in place.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    os.chmod(tmp, 0o644)  # mkstemp creates 0600; the result is an ordinary readable file
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def find_checkpoint(path: str | Path, kind: str) -> Path:

@@ -15,8 +15,17 @@ import torch
 from einops import rearrange, reduce, repeat
 from torch import Tensor, nn
 
-from gempo.paths import LinearPath, MaskedPath, stratified_uniform
+from gempo.paths import (
+    ContinuousPathSample,
+    LinearPath,
+    MaskedPath,
+    MaskedPathSample,
+    stratified_uniform,
+)
 from gempo.samplers import euler_sample, masked_ancestral_sample, masked_nelbo
+
+PathPoint = ContinuousPathSample | MaskedPathSample
+"""Points on a policy's probability path (``x_t`` and ``t`` at least)."""
 
 
 @dataclass
@@ -35,7 +44,6 @@ class GenerativePolicy(nn.Module, ABC):
     def sample(self, cond: Tensor) -> Tensor:
         """One sample per row of ``cond`` ``(batch, cond_dim)``; no gradient."""
 
-    @abstractmethod
     def per_sample_loss(
         self,
         x_1: Tensor,
@@ -45,7 +53,36 @@ class GenerativePolicy(nn.Module, ABC):
     ) -> PolicyLoss:
         """Flow-matching loss of the samples ``x_1``, averaged over ``num_times`` stratified path
         times per sample: ``(batch,)``. More times cost more compute and lower the variance of
-        each sample's loss, which the reweighting multiplies."""
+        each sample's loss, which the reweighting multiplies. With ``reference`` (a policy of
+        the same kind), also the divergence of the two networks' outputs at the same points."""
+        if reference is not None and not isinstance(reference, type(self)):
+            raise TypeError(f"a {type(self).__name__} needs a reference of the same kind")
+        x_1, cond = repeat_for_times(x_1, cond, num_times)
+        u = stratified_uniform(x_1.shape[0] // num_times, num_times, x_1.device)
+        point = self.path_point(x_1, rearrange(u, "k b -> (k b)"))
+        output = self.network_output(point, cond)
+        loss = PolicyLoss(self.point_loss(output, point))
+        if reference is not None:
+            with torch.no_grad():
+                reference_output = reference.network_output(point, cond)
+            loss.divergence = self.point_divergence(output, reference_output, point)
+        return mean_over_times(loss, num_times)
+
+    @abstractmethod
+    def path_point(self, x_1: Tensor, u: Tensor) -> PathPoint:
+        """Noisy points of the path at the uniform draws ``u`` ``(batch,)``."""
+
+    @abstractmethod
+    def network_output(self, point: PathPoint, cond: Tensor) -> Tensor:
+        """The network's output at ``point`` (a velocity, or logits)."""
+
+    @abstractmethod
+    def point_loss(self, output: Tensor, point: PathPoint) -> Tensor:
+        """The flow-matching loss per point ``(batch,)``."""
+
+    @abstractmethod
+    def point_divergence(self, output: Tensor, reference: Tensor, point: PathPoint) -> Tensor:
+        """The divergence from the reference network's output per point ``(batch,)``."""
 
 
 def repeat_for_times(x_1: Tensor, cond: Tensor, num_times: int) -> tuple[Tensor, Tensor]:
@@ -101,25 +138,17 @@ class ContinuousFlowPolicy(GenerativePolicy):
         x_0 = torch.randn(cond.shape[0], self.dim, device=cond.device)
         return euler_sample(self.velocity_field, x_0, cond, self.steps)
 
-    def per_sample_loss(
-        self,
-        x_1: Tensor,
-        cond: Tensor,
-        reference: GenerativePolicy | None = None,
-        num_times: int = 1,
-    ) -> PolicyLoss:
-        x_1, cond = repeat_for_times(x_1, cond, num_times)
-        u = stratified_uniform(x_1.shape[0] // num_times, num_times, x_1.device)
-        point = self.path.sample(x_1, rearrange(u, "k b -> (k b)"))
-        velocity = self.velocity_field(point.x_t, point.t, cond)
-        loss = PolicyLoss(self.path.per_sample_loss(velocity, point, self.error_clip))
-        if reference is not None:
-            if not isinstance(reference, ContinuousFlowPolicy):
-                raise TypeError("a continuous policy needs a continuous reference policy")
-            with torch.no_grad():
-                ref_velocity = reference.velocity_field(point.x_t, point.t, cond)
-            loss.divergence = self.path.per_sample_divergence(velocity, ref_velocity)
-        return mean_over_times(loss, num_times)
+    def path_point(self, x_1: Tensor, u: Tensor) -> PathPoint:
+        return self.path.sample(x_1, u)
+
+    def network_output(self, point: PathPoint, cond: Tensor) -> Tensor:
+        return self.velocity_field(point.x_t, point.t, cond)
+
+    def point_loss(self, output: Tensor, point: PathPoint) -> Tensor:
+        return self.path.per_sample_loss(output, point, self.error_clip)
+
+    def point_divergence(self, output: Tensor, reference: Tensor, point: PathPoint) -> Tensor:
+        return self.path.per_sample_divergence(output, reference)
 
 
 class MaskedDiffusionPolicy(GenerativePolicy):
@@ -156,26 +185,17 @@ class MaskedDiffusionPolicy(GenerativePolicy):
             temperature=self.temperature,
         )
 
-    def per_sample_loss(
-        self,
-        x_1: Tensor,
-        cond: Tensor,
-        reference: GenerativePolicy | None = None,
-        num_times: int = 1,
-    ) -> PolicyLoss:
-        x_1, cond = repeat_for_times(x_1, cond, num_times)
-        u = stratified_uniform(x_1.shape[0] // num_times, num_times, x_1.device)
-        num_masked = self.path.num_masked_from_uniform(rearrange(u, "k b -> (k b)"), self.length)
-        point = self.path.sample(x_1, num_masked)
-        logits = self.denoiser(point.x_t, point.t)
-        loss = PolicyLoss(self.path.per_sample_loss(logits, point))
-        if reference is not None:
-            if not isinstance(reference, MaskedDiffusionPolicy):
-                raise TypeError("a masked diffusion policy needs a masked diffusion reference")
-            with torch.no_grad():
-                ref_logits = reference.denoiser(point.x_t, point.t)
-            loss.divergence = self.path.per_sample_divergence(logits, ref_logits, point)
-        return mean_over_times(loss, num_times)
+    def path_point(self, x_1: Tensor, u: Tensor) -> PathPoint:
+        return self.path.sample(x_1, self.path.num_masked_from_uniform(u, self.length))
+
+    def network_output(self, point: PathPoint, cond: Tensor) -> Tensor:
+        return self.denoiser(point.x_t, point.t)  # unconditional
+
+    def point_loss(self, output: Tensor, point: PathPoint) -> Tensor:
+        return self.path.per_sample_loss(output, point)
+
+    def point_divergence(self, output: Tensor, reference: Tensor, point: PathPoint) -> Tensor:
+        return self.path.per_sample_divergence(output, reference, point)
 
     @torch.no_grad()
     def log_likelihood(self, x_1: Tensor, num_times: int = 32) -> Tensor:

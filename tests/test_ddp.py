@@ -63,6 +63,13 @@ def test_ddp_finetune_scores_twice_the_groups_and_reports_once(tmp_path):
     assert summaries[1]["oracle_calls"] == 2 * summaries[0]["oracle_calls"] == 2 * 2 * 8
     assert (tmp_path / "two" / "train_ddp_process_1.log").is_file()  # the second process
     assert len(list((tmp_path / "two").rglob("summary.json"))) == 1
+    # the shipped world is simulated, and its outputs say so
+    assert (
+        "world: simulated (ground truth from the simulator)"
+        in (tmp_path / "two" / "summary.md").read_text()
+    )
+    header = (tmp_path / "two" / "samples.fasta").read_text().splitlines()[0]
+    assert "|true=" in header and header.endswith("|world=simulated")
 
 
 @pytest.mark.slow

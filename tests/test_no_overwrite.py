@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from gempo.errors import GempoError, claim_export, claim_run_dir
+from gempo.errors import GempoError
+from gempo.runs import claim_export, claim_run_dir
 from tests.conftest import REPO_ROOT
 
 ENTRY_POINTS = {  # the entry point and a file of an earlier run in the folder it would use

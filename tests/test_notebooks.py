@@ -9,8 +9,12 @@ from tests.conftest import REPO_ROOT
 NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("*.ipynb"))
 
 
-def test_there_are_notebooks():
-    assert NOTEBOOKS
+def test_the_documented_notebooks_are_there():
+    assert [p.name for p in NOTEBOOKS] == [
+        "control_curves.ipynb",
+        "explore_sequences.ipynb",
+        "weights_and_measures.ipynb",
+    ]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)

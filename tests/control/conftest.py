@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,6 +12,8 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "configs")
+DEVICE = os.environ.get("GEMPO_TEST_DEVICE", "cpu")
+"""The device of the tests' runs (``benchmarks/gpu_check.sh`` sets ``cuda``)."""
 
 TINY = [
     "env=inverted_pendulum",
@@ -25,7 +28,7 @@ TINY = [
     "agent.actor.hidden=32",
     "agent.actor.depth=2",
     "torch_threads=1",
-    "device=cpu",
+    f"device={DEVICE}",
     "progress=false",
 ]
 """A run of a few seconds on a 2-core CPU."""

@@ -9,13 +9,13 @@ from hydra import compose, initialize_config_dir
 
 from control.envs import (
     ActionScaler,
-    check_env_overrides,
     env_config_names,
     make_vector_env,
     restore_vector_env,
     snapshot_vector_env,
 )
 from gempo.errors import GempoError
+from gempo.runs import check_group_choices
 from tests.control.conftest import CONFIG_DIR
 
 MUJOCO_TASKS = ["halfcheetah", "hopper", "walker2d", "ant", "humanoid", "swimmer"]
@@ -41,8 +41,8 @@ def test_bad_envs_are_one_line_errors():
     with pytest.raises(
         GempoError, match="env=nope: unknown env config; expected one of .*walker2d"
     ):
-        check_env_overrides(["seed=1", "env=walker2d,nope"])
-    check_env_overrides(["env=walker2d,hopper", "env.num_envs=2"])
+        check_group_choices(["seed=1", "env=walker2d,nope"])
+    check_group_choices(["env=walker2d,hopper", "env.num_envs=2"])
 
 
 def test_action_scaler_maps_the_unit_box_onto_the_env_bounds():

@@ -6,53 +6,35 @@ read-back that this project's code calls (``.item()``, ``bool(t)``, ``float(t)``
 from __future__ import annotations
 
 import contextlib
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
+from control_ops import read_back_watch
 
 from control.agent import build_agent
 from control.replay import Transitions
 
 PROJECT = tuple(str(Path(__file__).resolve().parents[2] / name) for name in ("gempo", "control"))
-READ_BACKS = ("item", "tolist", "numpy", "cpu", "__bool__", "__float__", "__int__", "__index__")
 
 
 class HostSync(AssertionError):
     """A read-back from the device, called from this project's code."""
 
 
-@contextlib.contextmanager
-def no_host_sync() -> Iterator[None]:
-    """Make each of :data:`READ_BACKS` raise when this project's code calls it."""
-    originals = {name: getattr(torch.Tensor, name) for name in READ_BACKS}
+def no_host_sync() -> contextlib.AbstractContextManager:
+    """Make every read-back (``control_ops.READ_BACKS``) from this project's code raise."""
 
-    def guarded(name):
-        original = originals[name]
+    def stop(where: str) -> None:
+        raise HostSync(where)
 
-        def method(self, *args, **kwargs):
-            caller = sys._getframe(1).f_code.co_filename
-            if caller.startswith(PROJECT):
-                raise HostSync(f"Tensor.{name} called from {caller}:{sys._getframe(1).f_lineno}")
-            return original(self, *args, **kwargs)
-
-        return method
-
-    try:
-        for name in READ_BACKS:
-            setattr(torch.Tensor, name, guarded(name))
-        yield
-    finally:
-        for name, original in originals.items():
-            setattr(torch.Tensor, name, original)
+    return read_back_watch(PROJECT, stop)
 
 
 def test_the_guard_catches_a_read_back_in_project_code():
     from gempo.weights import check_finite_rewards  # reads the nan count back on purpose
 
-    with no_host_sync(), pytest.raises(HostSync, match="Tensor.__int__ called from .*weights"):
+    with no_host_sync(), pytest.raises(HostSync, match="Tensor.__int__ at .*weights"):
         check_finite_rewards(torch.ones(2, 3))
 
 

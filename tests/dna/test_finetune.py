@@ -116,11 +116,15 @@ def test_finetune_raises_reward_and_writes_outputs(tiny: list[str], tmp_path: Pa
         samples.columns
     )
     assert read_fasta(tmp_path / "samples.fasta") == samples["seq"].tolist()
+    assert set(samples["world"]) == {"real"}  # a user's data file: no ground truth
+    header = (tmp_path / "samples.fasta").read_text().splitlines()[0]
+    assert header.startswith(">sample0|eval=") and header.endswith("|world=real")
     assert json.loads((tmp_path / "summary.json").read_text())["optimizer_steps"] == 15
     selected = summary["selected"]  # the shipped final.min_kmer3_corr=0.6 selects a batch
     assert selected["min_closeness"] == 0.6 and selected["step"] is not None
     assert selected["batch_closeness"] >= 0.6
     summary_md = (tmp_path / "summary.md").read_text()
+    assert "world: real\n" in summary_md
     assert f"sampled from: the behaviour policy of step {selected['step']}" in summary_md
     for name in ("generator.pt", "checkpoints/last.ckpt", "reward_curve.png"):
         assert (tmp_path / name).is_file(), name

@@ -18,8 +18,9 @@ from dna.model import (
     load_generator,
     save_generator,
 )
-from dna.pretrain import check_group_choices, pretrain
+from dna.pretrain import pretrain
 from gempo.errors import GempoError
+from gempo.runs import check_group_choices
 from tests.conftest import CONFIG_DIR
 
 TINY = {

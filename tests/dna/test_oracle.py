@@ -23,6 +23,7 @@ from dna.oracle import (
     load_oracle,
     save_oracle,
 )
+from dna.oracle_training import provenance
 from dna.sequences import SEQ_LEN, encode, one_hot
 from gempo.errors import GempoError
 
@@ -149,6 +150,22 @@ def compose_training(tmp_path: Path, task: str, extra: list[str] = ()) -> object
         return compose(config_name="dna_oracle", overrides=overrides)
 
 
+def test_manifest_provenance_names_the_split_the_loader_made():
+    assert provenance("first", "chromosome", 0.05) == {
+        "split": "by chromosome",
+        "trained_on": "chr1-11",
+        "validated_on": "other chromosomes (chrX)",
+        "tested_on": "chr12-22",
+    }
+    random = provenance("second", "random", 0.05)
+    assert random["split"].startswith("random") and "chr" not in random["trained_on"]
+    assert (random["trained_on"], random["tested_on"], random["validated_on"]) == (
+        "random half 2 of the rows",
+        "random half 1 of the rows",
+        "a random 5% of the rows",
+    )
+
+
 @pytest.mark.slow
 def test_tiny_training_run_exports_loadable_oracles(tmp_path, monkeypatch):
     from dna.oracle_training import train_from_config
@@ -161,6 +178,12 @@ def test_tiny_training_run_exports_loadable_oracles(tmp_path, monkeypatch):
     assert summary["finetune"]["rows"]["test"] == summary["eval"]["rows"]["train"]
     manifest = json.loads((tmp_path / "export" / "manifest.json").read_text())
     assert set(manifest["oracles"]) == {"finetune", "eval"}
+    entry = manifest["oracles"]["finetune"]  # the simulated data has chromosomes
+    assert (entry["split"], entry["trained_on"], entry["tested_on"]) == (
+        "by chromosome",
+        "chr1-11",
+        "chr12-22",
+    )
     exported = load_oracle(tmp_path / "export" / "pred_activity_eval.pt")
     assert exported(tokens()).shape == (5, 3)
     lightning_ckpt = tmp_path / "checkpoints" / "finetune" / "best.ckpt"

@@ -1,0 +1,224 @@
+"""What every entry point does around its work: the run folder (claimed, never silently
+overwritten) and resume lookup, Lightning loggers and progress bar, atomic JSON and file
+output, the command line that started the run, one-line checks of numeric options and config
+group choices, and :func:`hydra_main`, the entry-point decorator of every app."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import logging
+import os
+import shlex
+import sys
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import hydra
+import pandas as pd
+import pytorch_lightning as pl
+import torch
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import TQDMProgressBar
+from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+
+from gempo.errors import GempoError, exit_on_user_error
+
+log = logging.getLogger(__name__)
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+"""The Hydra config folder of every app (one group per sub-folder)."""
+
+
+def hydra_main(
+    config_name: str, precheck: Callable[[Sequence[str]], None] | None = None
+) -> Callable[[Callable[[DictConfig], Any]], Callable[[], Any]]:
+    """Turn ``task(cfg)`` into the app's ``main()``: the command line's config-group choices
+    (and ``precheck``, if given) are checked first, with one line on a bad one; then Hydra
+    composes ``configs/<config_name>.yaml`` with the overrides and runs ``task``, whose
+    :class:`GempoError` becomes one line and exit code 2."""
+
+    def decorate(task: Callable[[DictConfig], Any]) -> Callable[[], Any]:
+        app = hydra.main(config_path=str(CONFIG_DIR), config_name=config_name, version_base="1.3")(
+            exit_on_user_error(task)
+        )
+
+        @functools.wraps(task)
+        def main() -> Any:
+            exit_on_user_error(check_group_choices)(sys.argv[1:])
+            if precheck is not None:
+                exit_on_user_error(precheck)(sys.argv[1:])
+            return app()
+
+        return main
+
+    return decorate
+
+
+def run_directory() -> Path:
+    """Hydra's output directory for this run (the working directory outside Hydra)."""
+    if HydraConfig.initialized():
+        return Path(HydraConfig.get().runtime.output_dir)
+    return Path.cwd()
+
+
+def resume_checkpoint(resume: bool | str | None, run_dir: Path) -> str | None:
+    """The checkpoint to resume from: ``true`` -> ``<run_dir>/checkpoints/last.ckpt`` (a fresh
+    start when there is none yet), a path -> that file, ``false``/``null`` -> none."""
+    if resume is None or resume is False or str(resume).lower() in ("false", "none", "null", ""):
+        return None
+    if resume is True or str(resume).lower() == "true":
+        last = run_dir / "checkpoints" / "last.ckpt"
+        if last.is_file():
+            return str(last)
+        log.warning("resume=true but %s does not exist yet; starting from scratch", last)
+        return None
+    path = Path(str(resume)).expanduser()
+    if not path.is_file():
+        raise GempoError(f"resume={resume!r}: checkpoint file not found")
+    return str(path)
+
+
+def run_loggers(run_dir: Path, resume_from: str | None = None) -> list[pl.loggers.Logger]:
+    """A CSV logger (``logs/csv/metrics.csv``) and a TensorBoard logger under ``run_dir/logs``.
+
+    When resuming, the CSV rows logged before the checkpoint's step are kept (Lightning's CSV
+    logger would delete the file), so ``metrics.csv`` reads as one uninterrupted run.
+    """
+    csv_logger = CSVLogger(run_dir, name="logs", version="csv")
+    earlier = Path(csv_logger.log_dir) / "metrics.csv"
+    if resume_from is not None and earlier.is_file():
+        step = torch.load(resume_from, map_location="cpu", weights_only=False)["global_step"]
+        frame = pd.read_csv(earlier)
+        writer = csv_logger.experiment  # (deletes the old file)
+        for row in frame[frame["step"] < step].to_dict("records"):
+            values = {k: v for k, v in row.items() if k != "step" and pd.notna(v)}
+            writer.log_metrics(values, int(row["step"]))
+    return [
+        csv_logger,
+        TensorBoardLogger(run_dir, name="logs", version="tensorboard", default_hp_metric=False),
+    ]
+
+
+def progress_bar(trainer_cfg: DictConfig, refresh_rate: int) -> list[TQDMProgressBar]:
+    """A progress bar callback, unless ``trainer.enable_progress_bar`` is false."""
+    return [TQDMProgressBar(refresh_rate)] if trainer_cfg.get("enable_progress_bar", True) else []
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success it replaces ``path`` atomically.
+
+    Readers never see a half-written file, and a failed write leaves the old file in place.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    os.chmod(tmp, 0o644)  # mkstemp creates 0600; the result is an ordinary readable file
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> Path:
+    """Write ``payload`` as indented JSON atomically."""
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    return path
+
+
+def command_line() -> str:
+    """The command that started this process, as one shell line."""
+    spec = getattr(sys.modules["__main__"], "__spec__", None)
+    program = f"python -m {spec.name}" if spec is not None else f"python {sys.argv[0]}"
+    return " ".join([program, *(shlex.quote(a) for a in sys.argv[1:])])
+
+
+def check_group_choices(overrides: Sequence[str], config_dir: Path = CONFIG_DIR) -> None:
+    """One-line error for a command-line choice of a config group that does not exist
+    (``oracle=nope``), which Hydra would report in several lines before the app starts.
+
+    ``overrides``: the command-line arguments; ``key=a,b`` (multirun) checks every value;
+    ``config_dir``: the Hydra config folder whose sub-folders are the groups.
+    """
+    for arg in overrides:
+        if "=" not in arg or arg.startswith(("-", "+", "~", "hydra")):
+            continue
+        key, values = arg.split("=", 1)
+        group = config_dir / key
+        if "." in key or not group.is_dir():
+            continue
+        options = sorted(p.stem for p in group.glob("*.yaml"))
+        for value in values.split(","):
+            if value and value != "null" and not (group / f"{value}.yaml").is_file():
+                raise GempoError(
+                    f"{key}={value}: unknown {key} config; expected one of {', '.join(options)}"
+                )
+
+
+def config_number(cfg: DictConfig, key: str, kind: type = float) -> Any:
+    """``cfg``'s value at ``key`` (dotted) as a ``kind`` (int or float); a one-line
+    :class:`GempoError` naming the key when it is not one (``total_steps=abc``, ``2.5`` for an
+    integer)."""
+    value = OmegaConf.select(cfg, key)
+    try:
+        number = kind(value)
+    except (TypeError, ValueError):
+        number = None
+    if number is None or isinstance(value, bool) or (kind is int and number != value):
+        raise GempoError(
+            f"{key} must be {'an integer' if kind is int else 'a number'}, got {value!r}"
+        )
+    return number
+
+
+HYDRA_OWN = (".hydra",)
+"""What Hydra itself writes into a run folder before the app starts (plus ``*.log`` files)."""
+
+
+def claim_run_dir(
+    run_dir: Path, resume: bool = False, overwrite: bool = False, resume_hint: str = "resume=true"
+) -> None:
+    """Stop with one line when ``run_dir`` already holds another run's outputs, unless the run
+    continues it (``resume``) or the user said ``overwrite=true``.
+
+    Hydra's own files (``.hydra/``, ``*.log``) do not count: Hydra writes them before any app
+    code runs, so a fresh run folder always has them. A data-parallel worker (``RANK`` or
+    ``LOCAL_RANK`` above 0) does not check: rank 0 claimed the folder and is writing to it.
+    ``resume_hint``: how the app continues a run, for the message.
+    """
+    worker = any(int(os.environ.get(key, 0)) > 0 for key in ("RANK", "LOCAL_RANK"))
+    if resume or overwrite or worker or not run_dir.is_dir():
+        return
+    taken = sorted(
+        p.name for p in run_dir.iterdir() if p.name not in HYDRA_OWN and p.suffix != ".log"
+    )
+    if taken:
+        shown = ", ".join(taken[:4]) + (", ..." if len(taken) > 4 else "")
+        raise GempoError(
+            f"{run_dir} already holds another run's outputs ({shown}); pass {resume_hint} to "
+            "continue that run, overwrite=true to replace its files, or hydra.run.dir=<a new "
+            "folder>"
+        )
+
+
+def claim_export(
+    files: Sequence[Path], overwrite: bool = False, option: str = "export_dir"
+) -> None:
+    """Stop with one line when writing ``files`` would replace existing ones (shipped assets),
+    unless the user said ``overwrite=true``."""
+    existing = [str(f) for f in files if f.exists()]
+    if existing and not overwrite:
+        raise GempoError(
+            f"{option}: {', '.join(existing)} already exist(s); pass overwrite=true to replace "
+            "them, or another folder"
+        )
