@@ -51,6 +51,8 @@ FASTA_SUFFIXES = (".fa", ".fasta", ".fna", ".fas")
 COLUMN_TITLES = {
     "name": "method",
     "num": "n",
+    "true_activity": "true activity",  # ground truth first (simulated world only)
+    "true_atac": "true ATAC %",
     "pred_activity": "Pred-Act (eval)",
     "pred_activity_ft": "Pred-Act (ft)",
     "atac_acc": "ATAC-Acc %",
@@ -59,8 +61,6 @@ COLUMN_TITLES = {
     "app_log_lik": "App-Log-Lik",
     "hamming": "Hamming",
     "distinct_10mer": "distinct 10-mers",
-    "true_activity": "true activity",
-    "true_atac": "true ATAC %",
     "oracle_calls": "oracle calls",
 }
 

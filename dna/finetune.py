@@ -381,8 +381,10 @@ def final_evaluation(
 ) -> dict[str, Any]:
     """Sample ``final.num_samples`` sequences from the module's sampling policy (the selected
     snapshot with ``final.min_kmer3_corr``, else the EMA), score and write them, and
-    compare with the pretrained model; returns the summary. Sampling and scoring run on the
-    module's device (move the module, the oracles and ``world.pretrained`` there first)."""
+    compare with the pretrained model; when a snapshot was selected, the final model (no
+    selection) is sampled and reported next to it. Returns the summary. Sampling and scoring
+    run on the module's device (move the module, the oracles and ``world.pretrained`` there
+    first)."""
     started = time.time()
     policy: DNAGenerator = module.sampling_policy()
     save_generator(policy, run_dir / "generator.pt", meta={"command": command_line()})
@@ -390,7 +392,19 @@ def final_evaluation(
     tokens = policy.sample_tokens(cfg.final.num_samples, cfg.final.batch_size, module.device).cpu()
     scores = score_sequences(world, tokens)
     write_samples(scores, run_dir, world.simulated)
-    rows = {"finetuned": summarize(world, tokens, scores, "GeMPO")}
+    selected = policy is not module.final_policy()
+    rows = {
+        "finetuned": summarize(world, tokens, scores, "GeMPO (selected)" if selected else "GeMPO")
+    }
+    if selected:
+        torch.manual_seed(int(cfg.seed) + 1)
+        final = module.final_policy()
+        final_tokens = final.sample_tokens(
+            cfg.final.num_samples, cfg.final.batch_size, module.device
+        ).cpu()
+        rows["final_model"] = summarize(
+            world, final_tokens, score_sequences(world, final_tokens), "GeMPO (final model)"
+        )
     if cfg.final.compare_pretrained:
         torch.manual_seed(int(cfg.seed) + 1)
         base_tokens = world.pretrained.sample_tokens(

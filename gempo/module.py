@@ -250,11 +250,16 @@ class GeMPOModule(pl.LightningModule):
 
     def sampling_policy(self) -> GenerativePolicy:
         """The policy to draw final samples from: the ``select`` snapshot when one was taken,
-        else the EMA when kept, else the policy."""
+        else :meth:`final_policy`."""
         if self.select is not None and self.select.state is not None:
             selected = copy.deepcopy(self.policy)
             selected.load_state_dict(self.select.state)
             return freeze(selected)
+        return self.final_policy()
+
+    def final_policy(self) -> GenerativePolicy:
+        """The model at the end of training, with no selection: the EMA when kept, else the
+        policy."""
         return self.ema.module if self.ema is not None else self.policy
 
     def score(self, cond: Tensor, x: Tensor) -> Tensor:

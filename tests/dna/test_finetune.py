@@ -125,6 +125,12 @@ def test_finetune_raises_reward_and_writes_outputs(tiny: list[str], tmp_path: Pa
     assert selected["batch_closeness"] >= 0.6
     summary_md = (tmp_path / "summary.md").read_text()
     assert "world: real\n" in summary_md
+    # the selected snapshot's row and, next to it, the final model's (no selection)
+    assert tuned["name"] == "GeMPO (selected)"
+    final = summary["rows"]["final_model"]
+    assert final["name"] == "GeMPO (final model)" and final["num"] == tuned["num"]
+    assert final != tuned
+    assert "| GeMPO (selected) |" in summary_md and "| GeMPO (final model) |" in summary_md
     assert f"sampled from: the behaviour policy of step {selected['step']}" in summary_md
     for name in ("generator.pt", "checkpoints/last.ckpt", "reward_curve.png"):
         assert (tmp_path / name).is_file(), name
