@@ -278,3 +278,37 @@ def test_cli_prints_one_line_for_bad_values(argument: str, message: str, tmp_pat
     errors = [line for line in result.stderr.splitlines() if line.strip()]
     assert errors[-1].startswith(message) and "Traceback" not in result.stderr
     assert sum(line.startswith("error:") for line in errors) == 1
+
+
+class CallCounter(GContentOracle):
+    """The G-content oracle, counting the sequences it scores."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scored = 0
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        self.scored += tokens.shape[0]
+        return super().forward(tokens)
+
+
+def test_training_and_selection_never_see_the_eval_oracle(
+    tiny: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fine-tune oracle scores every training batch; the eval oracle only the final samples,
+    after training and the snapshot selection are done."""
+    finetune_oracle, eval_oracle = CallCounter(), CallCounter()
+    oracles = OracleSet(finetune_oracle, eval_oracle, None)
+    monkeypatch.setattr(dna.finetune, "load_oracles", lambda cfg: oracles)
+    evaluation = dna.finetune.final_evaluation
+    seen_at_the_end: list[int] = []
+
+    def final_evaluation(*args, **kwargs):
+        seen_at_the_end.append(eval_oracle.scored)
+        return evaluation(*args, **kwargs)
+
+    monkeypatch.setattr(dna.finetune, "final_evaluation", final_evaluation)
+    summary = run([*tiny, "trainer.max_steps=6"])
+    assert summary["selected"]["step"] is not None  # a selection took place during training
+    assert seen_at_the_end == [0]  # nothing reached the eval oracle before the final samples
+    assert eval_oracle.scored > 0 and finetune_oracle.scored >= summary["oracle_calls"]
