@@ -70,6 +70,7 @@ from gempo.module import (
     DataReplay,
     GeMPOModule,
 )
+from gempo.nets import freeze
 from gempo.runs import (
     atomic_output,
     claim_run_dir,
@@ -362,17 +363,17 @@ def threshold_checks(rows: dict[str, dict[str, Any]], world: EvaluationWorld) ->
 
 
 def evaluation_world(
-    cfg: DictConfig, oracles: Any, length: int
+    cfg: DictConfig, oracles: Any, pretrained: DNAGenerator
 ) -> tuple[EvaluationWorld, pd.DataFrame]:
     """The configured data world (reference set, threshold, ground truth) with the oracles and
-    a fresh copy of the pretrained generator, on the CPU; and the world's data table."""
+    a frozen copy of the pretrained generator (training changes the original), on the CPU;
+    and the world's data table."""
     data, simulated = load_world_data(
-        cfg.data.get("path"), cfg.data.num_sequences, cfg.data.seed, length
+        cfg.data.get("path"), cfg.data.num_sequences, cfg.data.seed, pretrained.length
     )
     cell = OmegaConf.to_container(cfg.cell, resolve=True)
-    world = build_world(
-        oracles, load_pretrained(cfg).cpu(), data, simulated, cell, cfg.final.log_lik_times
-    )
+    frozen = freeze(copy.deepcopy(pretrained)).cpu()
+    world = build_world(oracles, frozen, data, simulated, cell, cfg.final.log_lik_times)
     return world, data
 
 
@@ -448,7 +449,7 @@ def finetune(cfg: DictConfig) -> dict[str, Any]:
     generator = load_pretrained(cfg)
     oracles = load_oracles(cfg)
     with torch.random.fork_rng(devices=[]):  # building it leaves the training RNG stream alone
-        world, data = evaluation_world(cfg, oracles, generator.length)
+        world, data = evaluation_world(cfg, oracles, generator)
     module = build_module(cfg, generator, world.reward, run_dir, world.reference_kmers, data)
     trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
     trainer = pl.Trainer(
