@@ -49,6 +49,8 @@ class Actor(nn.Module, ABC):
 
     HOT_PATHS: tuple[str, ...] = ()
     """Methods that :meth:`compile_hot_paths` compiles."""
+    RAW_IS_EVAL = False
+    """Whether ``eval_raw`` acts exactly as ``eval`` (then one evaluation serves both)."""
 
     def compile_hot_paths(self, mode: str) -> None:
         """``torch.compile`` the tensor work of acting and updating (``mode``: ``default``,
@@ -265,6 +267,7 @@ class GaussianActor(Actor):
     ``target_entropy = -act_dim`` (Haarnoja et al., 2018). Evaluation acts with ``tanh(mu)``."""
 
     LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
+    RAW_IS_EVAL = True  # both act with the mean action
 
     def __init__(
         self,

@@ -284,7 +284,11 @@ class Trainer:
         ``eval_raw/``: one plain policy sample), log, write the checkpoint."""
         seed = int(self.cfg.seed) + EVAL_SEED_OFFSET
         result = evaluate(self.agent, self.eval_envs, self.scaler, seed, self.device, "eval")
-        raw = evaluate(self.agent, self.eval_envs, self.scaler, seed, self.device, "eval_raw")
+        raw = (
+            result
+            if self.agent.actor.RAW_IS_EVAL
+            else evaluate(self.agent, self.eval_envs, self.scaler, seed, self.device, "eval_raw")
+        )
         metrics = {**result.metrics("eval"), **raw.metrics("eval_raw")}
         self.logger.log(metrics, self.state.env_step, self.agent.updates)
         log.info(
