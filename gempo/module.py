@@ -367,6 +367,21 @@ class GeMPOModule(pl.LightningModule):
             return None if state is None else state.cpu()
         return state[self.global_rank % state.shape[0]].cpu()
 
+    def configure_gradient_clipping(
+        self,
+        optimizer: torch.optim.Optimizer,
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str | None = None,
+    ) -> None:
+        """``trainer.gradient_clip_val`` clips the policy's gradients only: a learned
+        temperature (its own parameter group) keeps its own gradient."""
+        if not gradient_clip_val:
+            return
+        if gradient_clip_algorithm == "value":
+            torch.nn.utils.clip_grad_value_(self.policy.parameters(), gradient_clip_val)
+        else:
+            torch.nn.utils.clip_grad_norm_(self.policy.parameters(), gradient_clip_val)
+
     def configure_optimizers(self) -> torch.optim.Optimizer:
         groups: list[dict[str, Any]] = [{"params": list(self.policy.parameters())}]
         temperature = self.objective.temperature_parameters()

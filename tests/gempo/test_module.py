@@ -16,7 +16,7 @@ from gempo.module import (
     fit_steps,
 )
 from gempo.toys import ModesBandit2D, MotifBandit, run_toy
-from gempo.weights import ExpWeight, LinearWeight
+from gempo.weights import ExpWeight, LinearWeight, SimplexLinearWeight
 
 
 @pytest.mark.parametrize(
@@ -282,3 +282,16 @@ def test_resumed_training_repeats_the_uninterrupted_run(tmp_path):
     assert straight.select.step is not None and straight.select.step < 3  # before the cut
     assert resumed.select.summary() == straight.select.summary()
     assert same_parameters(resumed.sampling_policy(), straight.sampling_policy())
+
+
+@pytest.mark.parametrize("algorithm", ["norm", "value"])
+def test_gradient_clipping_leaves_the_learned_temperature_alone(algorithm):
+    module = make_module(objective=GeMPOObjective(SimplexLinearWeight(target_kl=1.0)))
+    parameters = [*module.policy.parameters(), *module.objective.temperature_parameters()]
+    for p in parameters:
+        p.grad = torch.full_like(p, 3.0)
+    module.configure_gradient_clipping(None, 1e-3, algorithm)
+    (log_tau,) = module.objective.temperature_parameters()
+    assert torch.equal(log_tau.grad, torch.full_like(log_tau, 3.0))
+    grads = torch.cat([p.grad.flatten() for p in module.policy.parameters()])
+    assert (grads.norm() if algorithm == "norm" else grads.abs().max()) <= 1e-3 + 1e-9
