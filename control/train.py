@@ -273,9 +273,11 @@ class Trainer:
             return {}
         s.update_credit += self.envs.num_envs * float(self.cfg.updates_per_step)
         update_actor = s.env_step >= int(self.cfg.agent.actor_starts)
-        stats: dict[str, torch.Tensor] = {}
+        stats: dict[str, torch.Tensor] = {}  # the latest value of each stat, the actor's too
         while s.update_credit >= 1.0:
-            stats = self.agent.update(self.buffer.sample(int(self.cfg.batch_size)), update_actor)
+            stats.update(
+                self.agent.update(self.buffer.sample(int(self.cfg.batch_size)), update_actor)
+            )
             s.update_credit -= 1.0
         return stats
 
