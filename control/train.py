@@ -35,7 +35,7 @@ from control.evaluation import EvalResult, evaluate
 from control.metrics import MetricsLogger, plot_learning_curves, read_eval_curve
 from control.replay import ReplayBuffer, Transitions
 from gempo.errors import GempoError
-from gempo.runs import claim_run_dir, config_number, hydra_main, run_directory
+from gempo.runs import check_minimums, claim_run_dir, config_number, hydra_main, run_directory
 
 log = logging.getLogger(__name__)
 
@@ -91,9 +91,7 @@ def check_config(cfg: DictConfig) -> None:
         "agent.actor_starts": 0,
         "agent.actor_every": 1,
     }
-    for key, minimum in minimums.items():
-        if config_number(cfg, key, int) < minimum:
-            raise GempoError(f"{key} must be >= {minimum}, got {OmegaConf.select(cfg, key)}")
+    check_minimums(cfg, minimums)
     if int(cfg.total_steps) < int(cfg.learning_starts):
         raise GempoError(
             f"total_steps={cfg.total_steps} is below learning_starts={cfg.learning_starts}: "

@@ -73,6 +73,7 @@ from gempo.module import (
 from gempo.nets import freeze
 from gempo.runs import (
     atomic_output,
+    check_minimums,
     claim_run_dir,
     command_line,
     config_number,
@@ -142,10 +143,7 @@ def validate_finetune_config(cfg: DictConfig) -> None:
         "loss_times": 1,
         "updates_per_batch": 1,
     }
-    for key, minimum in minimums.items():
-        value = config_number(cfg, key, int)
-        if value < minimum:
-            raise GempoError(f"{key} must be >= {minimum}, got {value}")
+    check_minimums(cfg, minimums)
     if cfg.normalization == "zscore" and int(cfg.group_size) < 2:
         raise GempoError("normalization=zscore needs group_size >= 2")
     data = config_number(cfg, "reg.data")
@@ -512,10 +510,8 @@ def finetune(cfg: DictConfig) -> dict[str, Any]:
     return summary
 
 
-@hydra_main("dna_finetune")
-def main(cfg: DictConfig) -> dict[str, Any]:
-    """``python -m dna.finetune``: see the module docstring."""
-    return finetune(cfg)
+main = hydra_main("dna_finetune")(finetune)
+"""``python -m dna.finetune``: see the module docstring."""
 
 
 if __name__ == "__main__":

@@ -206,10 +206,8 @@ def pretrain(cfg: DictConfig) -> dict[str, Any]:
     return record
 
 
-@hydra_main("dna_pretrain")
-def main(cfg: DictConfig) -> dict[str, Any]:
-    """``python -m dna.pretrain``: see the module docstring."""
-    return pretrain(cfg)
+main = hydra_main("dna_pretrain")(pretrain)
+"""``python -m dna.pretrain``: see the module docstring."""
 
 
 if __name__ == "__main__":

@@ -181,6 +181,15 @@ def config_number(cfg: DictConfig, key: str, kind: type = float) -> Any:
     return number
 
 
+def check_minimums(cfg: DictConfig, minimums: dict[str, int]) -> None:
+    """A one-line :class:`GempoError` naming the first integer option (dotted key) that is not
+    an integer or lies below its minimum."""
+    for key, minimum in minimums.items():
+        value = config_number(cfg, key, int)
+        if value < minimum:
+            raise GempoError(f"{key} must be >= {minimum}, got {value}")
+
+
 HYDRA_OWN = (".hydra",)
 """What Hydra itself writes into a run folder before the app starts (plus ``*.log`` files)."""
 
