@@ -78,10 +78,17 @@ class ActorCritic(nn.Module):
         return (q - self.critic_target(batch)).pow(2).mean(dim=1).sum(), q, obs
 
     def compile_hot_paths(self, mode: str) -> None:
-        """``torch.compile`` the critic loss and the actor's hot paths (see
-        :meth:`Actor.compile_hot_paths`); optimizer steps stay eager."""
+        """``torch.compile`` the critic loss, the actor's hot paths (see
+        :meth:`Actor.compile_hot_paths`) and every optimizer step; on a GPU the optimizers become
+        ``capturable`` (their step counts stay on the device), so ``reduce-overhead`` can
+        capture the steps as CUDA graphs too. Call it after the agent is on its device."""
         self.critic_loss = torch.compile(self.critic_loss, mode=mode)
         self.actor.compile_hot_paths(mode)
+        on_gpu = next(self.critic.parameters()).is_cuda
+        for optimizer in self.optimizers.values():
+            for group in optimizer.param_groups:
+                group["capturable"] = on_gpu
+            optimizer.step = torch.compile(optimizer.step, mode=mode)
 
     def update(self, batch: Transitions, update_actor: bool = True) -> dict[str, Tensor]:
         """One critic step (and an actor step every ``actor_every``, unless ``update_actor`` is
