@@ -55,6 +55,7 @@ class ActorCritic(nn.Module):
         self.timer = timer or SectionTimer(enabled=False)
         self.optimizers = {"critic": critic_optimizer(critic.parameters()), **actor.optimizers}
         self.updates = 0
+        self.capturable = False  # optimizers keep their step counts on the GPU (compiled steps)
 
     @torch.no_grad()
     def act(self, obs: Tensor, mode: ActMode) -> Tensor:
@@ -84,11 +85,17 @@ class ActorCritic(nn.Module):
         capture the steps as CUDA graphs too. Call it after the agent is on its device."""
         self.critic_loss = torch.compile(self.critic_loss, mode=mode)
         self.actor.compile_hot_paths(mode)
-        on_gpu = next(self.critic.parameters()).is_cuda
+        self.capturable = next(self.critic.parameters()).is_cuda
+        self.set_capturable()
+        for optimizer in self.optimizers.values():
+            optimizer.step = torch.compile(optimizer.step, mode=mode)
+
+    def set_capturable(self) -> None:
+        """Every optimizer group's ``capturable`` flag as this run needs it (a checkpoint made
+        on another device or without compilation carries its own)."""
         for optimizer in self.optimizers.values():
             for group in optimizer.param_groups:
-                group["capturable"] = on_gpu
-            optimizer.step = torch.compile(optimizer.step, mode=mode)
+                group["capturable"] = self.capturable
 
     def update(self, batch: Transitions, update_actor: bool = True) -> dict[str, Tensor]:
         """One critic step (and an actor step every ``actor_every``, unless ``update_actor`` is
@@ -123,6 +130,7 @@ class ActorCritic(nn.Module):
         self.load_state_dict(state["model"])
         for name, opt in self.optimizers.items():
             opt.load_state_dict(state["optimizers"][name])
+        self.set_capturable()
         self.updates = state["updates"]
 
 

@@ -182,3 +182,22 @@ def test_flow_actions_never_sit_on_the_box_faces_at_initialisation():
 def test_an_unreachable_kl_target_stops_when_the_actor_is_built():
     with pytest.raises(GempoError, match="cannot be held with groups of 8"):
         small_actor(objective=GeMPOObjective(SimplexExpWeight(target_kl=2.5)), group_size=8)
+
+
+def test_a_checkpoint_from_a_capturable_run_loads_on_the_cpu(make_cfg):
+    """A GPU run with compiled steps saves ``capturable`` optimizer groups; a CPU run (where
+    Adam cannot be capturable) that loads its checkpoint takes its own setting."""
+    cfg = make_cfg(agent="sac")
+    batch = Transitions(torch.randn(8, 4), torch.rand(8, 1) * 2 - 1, torch.randn(8),
+                        torch.randn(8, 4), torch.zeros(8))  # fmt: skip
+    saved = build_agent(cfg, obs_dim=4, act_dim=1, device=torch.device("cpu"))
+    saved.update(batch)
+    state = saved.checkpoint_state()
+    for optimizer in state["optimizers"].values():
+        for group in optimizer["param_groups"]:
+            group["capturable"] = True  # as written on a GPU
+    loaded = build_agent(cfg, obs_dim=4, act_dim=1, device=torch.device("cpu"))
+    loaded.load_checkpoint_state(state)
+    groups = [g for o in loaded.optimizers.values() for g in o.param_groups]
+    assert groups and not any(g["capturable"] for g in groups)
+    loaded.update(batch)  # a capturable Adam would refuse CPU tensors here
