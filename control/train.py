@@ -111,15 +111,16 @@ def resumes_into(resume: str | None, run_dir: Path) -> bool:
     return target == folder or folder in target.parents
 
 
-def resume_own_folder(cfg: DictConfig, run_dir: Path) -> DictConfig:
+def resume_own_folder(cfg: DictConfig, run_dir: Path) -> tuple[DictConfig, bool]:
     """``resume=true``: continue ``run_dir``'s own last checkpoint, or start fresh there when it
     has none yet (a requeued cluster job runs again with the same overrides). Other values of
-    ``resume`` (a run folder or a ``.ckpt``) pass through."""
+    ``resume`` (a run folder or a ``.ckpt``) pass through. Also returns whether the run
+    continues in ``run_dir`` (so its files there are its own)."""
     if str(cfg.get("resume")).lower() != "true":
-        return cfg
+        return cfg, resumes_into(cfg.get("resume"), run_dir)
     cfg = cfg.copy()
     cfg.resume = str(run_dir) if (run_dir / "checkpoints" / LAST).is_file() else None
-    return cfg
+    return cfg, True
 
 
 def resolve_config(cfg: DictConfig) -> tuple[DictConfig, dict | None]:
@@ -139,11 +140,10 @@ class Trainer:
     """Holds the envs, agent, buffer and logger of one run, and runs its loop."""
 
     def __init__(self, cfg: DictConfig, run_dir: Path) -> None:
-        own_folder = str(cfg.get("resume")).lower() == "true"
-        cfg = resume_own_folder(cfg, run_dir)
+        cfg, continues_here = resume_own_folder(cfg, run_dir)
         claim_run_dir(
             run_dir,
-            own_folder or resumes_into(cfg.get("resume"), run_dir),
+            continues_here,
             bool(cfg.overwrite),
             resume_hint=f"resume={run_dir}",
         )
