@@ -38,9 +38,10 @@ from dna.data import (
     simulated_dataset_path,
     top_fraction_reference,
 )
-from dna.model import DNAGenerator, load_generator
+from dna.model import SequenceGenerator, load_generator
 from dna.rewards import OracleReward
 from dna.sequences import SEQ_LEN, decode, encode, read_fasta
+from dna.worlds import REAL, SIMULATED, check_worlds
 from gempo.errors import GempoError
 from gempo.nets import module_device
 from gempo.runs import atomic_output, claim_export, hydra_main, run_directory, write_json
@@ -78,7 +79,7 @@ class EvaluationWorld:
     reward: OracleReward
     eval_reward: OracleReward
     atac: nn.Module | None
-    pretrained: DNAGenerator
+    pretrained: SequenceGenerator
     reference: Tensor
     threshold: float
     simulated: bool
@@ -103,7 +104,7 @@ def load_world_data(
 
 def build_world(
     oracles: Any,
-    pretrained: DNAGenerator,
+    pretrained: SequenceGenerator,
     data: pd.DataFrame,
     simulated: bool,
     cell: dict[str, Any],
@@ -113,6 +114,7 @@ def build_world(
 ) -> EvaluationWorld:
     """An :class:`EvaluationWorld` from an ``OracleSet`` (``finetune``, ``eval``, ``atac``), the
     pretrained generator, the data table and the objective (``cell`` config)."""
+    check_worlds(SIMULATED if simulated else REAL, oracles, pretrained, pretrained.length)
     target = cell["target"]
     reference = encode(top_fraction_reference(data, reference_fraction, column=target))
     return EvaluationWorld(
@@ -198,7 +200,11 @@ def evaluate_tokens(world: EvaluationWorld, tokens: Tensor, name: str) -> dict[s
 
 @torch.no_grad()
 def best_of_n(
-    generator: DNAGenerator, reward: OracleReward, budget: int, keep: int, batch_size: int = 128
+    generator: SequenceGenerator,
+    reward: OracleReward,
+    budget: int,
+    keep: int,
+    batch_size: int = 128,
 ) -> Tensor:
     """Best-of-N baseline: draw ``budget`` sequences (one oracle call each), keep the ``keep``
     best under ``reward``; returns ``(keep, length)`` tokens."""
@@ -294,7 +300,9 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
     tables = [out / f"{cfg.output_name}.{ext}" for ext in ("md", "csv", "json")]
     claim_export(tables, bool(cfg.overwrite), option="output_name")
     oracles = instantiate(cfg.oracle)
-    pretrained = load_generator(cfg.pretrained, steps=cfg.sampling_steps)
+    pretrained = load_generator(
+        cfg.pretrained, steps=cfg.sampling_steps, ema=bool(cfg.pretrained_ema)
+    )
     data, simulated = load_world_data(
         cfg.data.get("path"), cfg.data.num_sequences, cfg.data.seed, pretrained.length
     )

@@ -53,10 +53,10 @@ from dna.evaluate import (
 )
 from dna.metrics import count_pearson, kmer_counts, mean_pairwise_hamming
 from dna.model import (
-    CHECKPOINT_KEY,
-    DNAGenerator,
+    SequenceGenerator,
     check_architecture,
     load_generator,
+    record_generator,
     save_generator,
 )
 from dna.rewards import OracleReward
@@ -128,7 +128,7 @@ class DNAGeMPOModule(GeMPOModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_save_checkpoint(checkpoint)
-        checkpoint[CHECKPOINT_KEY] = dict(self.policy.init_kwargs)
+        record_generator(checkpoint, self.policy)
 
 
 def validate_finetune_config(cfg: DictConfig) -> None:
@@ -174,15 +174,18 @@ def load_oracles(cfg: DictConfig) -> Any:
     return oracles
 
 
-def load_pretrained(cfg: DictConfig) -> DNAGenerator:
+def load_pretrained(cfg: DictConfig) -> SequenceGenerator:
     """The pretrained generator, checked against the ``model=`` architecture, with the model
     config's sampling settings."""
+    model = OmegaConf.to_container(cfg.model, resolve=True)
     generator = load_generator(
-        cfg.pretrained, steps=cfg.model.steps, temperature=cfg.model.temperature
+        cfg.pretrained,
+        steps=cfg.model.steps,
+        temperature=cfg.model.temperature,
+        model=model,
+        ema=bool(cfg.pretrained_ema),
     )
-    check_architecture(
-        generator, OmegaConf.to_container(cfg.model, resolve=True), f"pretrained={cfg.pretrained}"
-    )
+    check_architecture(generator, model, f"pretrained={cfg.pretrained}")
     return generator
 
 
@@ -203,7 +206,7 @@ def anchor_sequences(data: pd.DataFrame, reward: OracleReward, fraction: float) 
 
 def build_module(
     cfg: DictConfig,
-    generator: DNAGenerator,
+    generator: SequenceGenerator,
     reward: OracleReward,
     run_dir: Path,
     reference_kmers: np.ndarray | None = None,
@@ -361,7 +364,7 @@ def threshold_checks(rows: dict[str, dict[str, Any]], world: EvaluationWorld) ->
 
 
 def evaluation_world(
-    cfg: DictConfig, oracles: Any, pretrained: DNAGenerator
+    cfg: DictConfig, oracles: Any, pretrained: SequenceGenerator
 ) -> tuple[EvaluationWorld, pd.DataFrame]:
     """The configured data world (reference set, threshold, ground truth) with the oracles and
     a frozen copy of the pretrained generator (training changes the original), on the CPU;
@@ -385,7 +388,7 @@ def final_evaluation(
     run on the module's device (move the module, the oracles and ``world.pretrained`` there
     first)."""
     started = time.time()
-    policy: DNAGenerator = module.sampling_policy()
+    policy: SequenceGenerator = module.sampling_policy()
     save_generator(policy, run_dir / "generator.pt", meta={"command": command_line()})
     torch.manual_seed(int(cfg.seed) + 1)
     tokens = policy.sample_tokens(cfg.final.num_samples, cfg.final.batch_size, module.device).cpu()

@@ -26,9 +26,10 @@ from dna.sequences import (
     VOCAB_SIZE,
     atomic_output,
     find_checkpoint,
-    one_hot,
+    oracle_input,
     read_checkpoint,
 )
+from dna.worlds import shipped_world
 from gempo.errors import GempoError
 from gempo.nets import freeze
 from gempo.runs import hydra_main
@@ -97,14 +98,7 @@ class SequenceCNN(nn.Module):
 
     def _one_hot(self, x: torch.Tensor) -> torch.Tensor:
         """Tokens ``(batch, L)`` or float ``(batch, 4, L)`` -> float ``(batch, 4, L)``."""
-        if x.dtype.is_floating_point:
-            if x.dim() != 3 or x.shape[1] != VOCAB_SIZE:
-                raise GempoError(f"oracle: float input must be (batch, 4, L), got {tuple(x.shape)}")
-            hot = x
-        else:
-            if x.dim() != 2:
-                raise GempoError(f"oracle: token input must be (batch, L), got {tuple(x.shape)}")
-            hot = one_hot(x)
+        hot = oracle_input(x)
         if hot.shape[-1] != self.seq_len:
             raise GempoError(f"oracle: sequence length {hot.shape[-1]}, expected {self.seq_len}")
         return hot.to(self.head[1].weight.dtype)
@@ -182,7 +176,8 @@ def _build(class_name: str, kwargs: dict[str, Any], where: Path) -> SequenceCNN:
 
 def load_oracle(path: str | Path, map_location: str | torch.device = "cpu") -> SequenceCNN:
     """Load an oracle checkpoint (this project's compact format or a ``dna.oracle`` Lightning
-    ``.ckpt``) into a frozen module in eval mode."""
+    ``.ckpt``) into a frozen module in eval mode; ``world`` (:mod:`dna.worlds`) and ``source``
+    (the file) are noted on it."""
     path = resolve_oracle_path(path)
     payload = read_checkpoint(path, map_location)
     if payload.get("format") == CHECKPOINT_FORMAT:
@@ -206,6 +201,8 @@ def load_oracle(path: str | Path, map_location: str | torch.device = "cpu") -> S
         raise GempoError(
             f"{path}: weights do not match the recorded architecture ({first})"
         ) from err
+    model.world = (payload.get("meta") or {}).get("world") or shipped_world(path, ASSETS_DIR)
+    model.source = str(path)
     return freeze(model.to(map_location))
 
 

@@ -26,6 +26,7 @@ from scipy import stats
 from dna.data import ACTIVITY_COLUMNS, EnhancerDataModule
 from dna.oracle import AccessibilityClassifier, PredActivityOracle, SequenceCNN, save_oracle
 from dna.sequences import encode
+from dna.worlds import data_world
 from gempo.errors import GempoError
 from gempo.runs import atomic_output, claim_export, claim_run_dir, command_line, run_directory
 
@@ -281,7 +282,12 @@ def export(cfg: DictConfig, runs: dict[str, dict[str, Any]], truth: dict[str, An
     for role, run in runs.items():
         file = CHECKPOINT_FILES[role]
         where = provenance(run["half"], run["split_by"], float(cfg.data.val_fraction))
-        meta = {"role": role, "trained_on": where["trained_on"], "command": command_line()}
+        meta = {
+            "role": role,
+            "trained_on": where["trained_on"],
+            "world": data_world(cfg.data.get("path")),
+            "command": command_line(),
+        }
         digest = save_oracle(run["net"], folder / file, meta)
         manifest["oracles"][role] = {
             "file": file,

@@ -30,7 +30,8 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from dna.model import CHECKPOINT_KEY, DNAGenerator, save_generator
+from dna.model import SequenceGenerator, record_generator, save_generator
+from dna.worlds import data_world
 from gempo.errors import GempoError
 from gempo.module import OptimizerFactory
 from gempo.nets import freeze
@@ -51,7 +52,7 @@ log = logging.getLogger(__name__)
 
 
 class MaskedDiffusionPretraining(pl.LightningModule):
-    """Maximum-likelihood (NELBO) training of a :class:`~dna.model.DNAGenerator`.
+    """Maximum-likelihood (NELBO) training of a :class:`~dna.model.SequenceGenerator`.
 
     Batches are dicts with ``tokens`` ``(batch, length)``. The EMA (``ema_decay``, or ``None``)
     is updated after every optimizer step and is what validation scores and what is exported.
@@ -59,7 +60,7 @@ class MaskedDiffusionPretraining(pl.LightningModule):
 
     def __init__(
         self,
-        generator: DNAGenerator,
+        generator: SequenceGenerator,
         optimizer: OptimizerFactory,
         ema_decay: float | None = 0.999,
         warmup_steps: int = 200,
@@ -84,7 +85,7 @@ class MaskedDiffusionPretraining(pl.LightningModule):
             else None
         )
 
-    def trained_generator(self) -> DNAGenerator:
+    def trained_generator(self) -> SequenceGenerator:
         """The generator to export: the EMA when kept, else the trained weights."""
         return self.ema.module if self.ema is not None else self.generator
 
@@ -121,7 +122,7 @@ class MaskedDiffusionPretraining(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint[CHECKPOINT_KEY] = dict(self.generator.init_kwargs)
+        record_generator(checkpoint, self.generator)
 
 
 def export_generator(
@@ -163,7 +164,8 @@ def pretrain(cfg: DictConfig) -> dict[str, Any]:
         claim_export([export_dir / f"pretrained_{name}.pt"], bool(cfg.overwrite))
     pl.seed_everything(int(cfg.seed), workers=True)
     data: pl.LightningDataModule = instantiate(cfg.data)
-    generator: DNAGenerator = instantiate(cfg.model)
+    generator: SequenceGenerator = instantiate(cfg.model)
+    generator.world = data_world(cfg.data.get("path"))
     module = MaskedDiffusionPretraining(
         generator, instantiate(cfg.optimizer), cfg.ema_decay, cfg.warmup_steps, cfg.val_num_times
     )
@@ -190,6 +192,7 @@ def pretrain(cfg: DictConfig) -> dict[str, Any]:
         "model": OmegaConf.to_container(cfg.model, resolve=True),
         "parameters": generator.num_parameters(),
         "data": str(getattr(data, "resolved_path", lambda: cfg.data.get("path"))()),
+        "world": generator.world,
         "optimizer_steps": trainer.global_step,
         "wall_seconds": round(time.time() - started, 1),
         "val_nelbo": metrics.get("val/nelbo"),

@@ -5,14 +5,18 @@ Tokens follow ``ALPHABET``: A=0, C=1, G=2, T=3. Enhancers in this project are ``
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+import pickle
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from Bio import SeqIO
 from Bio.Seq import Seq
 from Bio.SeqRecord import SeqRecord
+from torch import nn
 
 from gempo.errors import GempoError
 from gempo.runs import atomic_output
@@ -27,6 +31,7 @@ for _token, _char in enumerate(ALPHABET):
     _LOOKUP[ord(_char)] = _token
     _LOOKUP[ord(_char.lower())] = _token
 _ALPHABET_BYTES = np.frombuffer(ALPHABET.encode("ascii"), dtype=np.uint8)
+log = logging.getLogger(__name__)
 
 
 def find_checkpoint(path: str | Path, kind: str) -> Path:
@@ -43,16 +48,37 @@ def find_checkpoint(path: str | Path, kind: str) -> Path:
     raise GempoError(f"{kind} checkpoint {str(path)!r} not found (looked for {tried})")
 
 
-def read_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict:
-    """The dict saved in a PyTorch checkpoint file (tensors only, no pickled code); a file
-    that is unreadable or holds something else is a one-line :class:`GempoError`."""
+def read_checkpoint(
+    path: Path, map_location: str | torch.device = "cpu", trusted: bool = False
+) -> dict:
+    """The dict saved in a PyTorch checkpoint file, read weights-only (tensors and plain
+    containers, no pickled code); a file that is unreadable or holds something else is a
+    one-line :class:`GempoError`. ``trusted``: a file that also holds pickled objects (a
+    published Lightning checkpoint's config) is then read in full, with a warning."""
+    return load_weights_only_first(
+        lambda weights_only: torch.load(path, map_location=map_location, weights_only=weights_only),
+        path,
+        trusted,
+    )
+
+
+def load_weights_only_first(load: Callable[[bool], Any], path: Path, trusted: bool) -> Any:
+    """``load(weights_only)`` with ``weights_only=True``; when that refuses pickled objects and
+    the file is ``trusted``, again with ``False``. Returns a dict; errors are one line."""
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
+        payload = load(True)
     except Exception as err:  # noqa: BLE001 - any unreadable file is a user error here
-        raise GempoError(
-            f"{path}: not a readable PyTorch checkpoint ({type(err).__name__})"
-        ) from err
-    if not isinstance(payload, dict):
+        refused = isinstance(err, pickle.UnpicklingError) and "Weights only" in str(err)
+        if not (trusted and refused):
+            raise GempoError(
+                f"{path}: not a readable PyTorch checkpoint ({type(err).__name__})"
+            ) from err
+        log.warning("%s holds pickled objects besides tensors; reading it in full", path)
+        try:
+            payload = load(False)
+        except Exception as second:  # noqa: BLE001
+            raise GempoError(f"{path}: not a readable checkpoint ({second})") from second
+    if not isinstance(payload, dict | nn.Module):
         raise GempoError(f"{path}: expected a checkpoint dict, got {type(payload).__name__}")
     return payload
 
@@ -112,6 +138,18 @@ def decode(tokens: torch.Tensor | np.ndarray) -> list[str]:
 def one_hot(tokens: torch.Tensor) -> torch.Tensor:
     """Tokens ``(batch, length)`` -> float one-hot ``(batch, 4, length)`` (channels A, C, G, T)."""
     return torch.nn.functional.one_hot(tokens.long(), VOCAB_SIZE).transpose(1, 2).float()
+
+
+def oracle_input(x: torch.Tensor) -> torch.Tensor:
+    """An oracle's input as a float one-hot ``(batch, 4, L)``: tokens ``(batch, L)`` are
+    encoded, a float ``(batch, 4, L)`` (one-hot or relaxed, for gradients) passes as it is."""
+    if x.dtype.is_floating_point:
+        if x.dim() != 3 or x.shape[1] != VOCAB_SIZE:
+            raise GempoError(f"oracle: float input must be (batch, 4, L), got {tuple(x.shape)}")
+        return x
+    if x.dim() != 2:
+        raise GempoError(f"oracle: token input must be (batch, L), got {tuple(x.shape)}")
+    return one_hot(x)
 
 
 def reverse_complement(seq: str) -> str:

@@ -7,6 +7,8 @@ import sys
 from collections.abc import Callable
 from typing import TypeVar
 
+from omegaconf.errors import MissingMandatoryValue
+
 F = TypeVar("F", bound=Callable[..., object])
 
 
@@ -15,11 +17,15 @@ class GempoError(ValueError):
 
 
 def find_user_error(err: BaseException) -> GempoError | None:
-    """The :class:`GempoError` behind ``err`` (Hydra's ``instantiate`` wraps it), if any."""
+    """The :class:`GempoError` behind ``err`` (Hydra's ``instantiate`` wraps it), if any; a
+    config value left ``???`` becomes one too."""
     seen: BaseException | None = err
     while seen is not None:
         if isinstance(seen, GempoError):
             return seen
+        if isinstance(seen, MissingMandatoryValue):
+            key = seen.full_key or "a ??? option"
+            return GempoError(f"{key} has no value; set it on the command line ({key}=...)")
         seen = seen.__cause__ or seen.__context__
     return None
 

@@ -159,5 +159,6 @@ def test_pretrain_lowers_the_nelbo_and_exports(
     exported = load_generator(tmp_path / "exported" / "pretrained_custom.pt")
     x, t = torch.randint(0, 5, (2, 200)), torch.rand(2)
     torch.testing.assert_close(from_ckpt.denoiser(x, t), exported.denoiser(x, t))
+    assert from_ckpt.world == exported.world == "real"  # a data file: the real world
     with pytest.raises(GempoError, match="pretrained_custom.pt already exist"):
         pretrain(compose_config("dna_pretrain", [*overrides, "resume=true"]))

@@ -114,6 +114,8 @@ def test_shipped_oracles_from_config_and_manifest():
         atac_cfg = compose(config_name="dna_oracle", overrides=["oracle=atac"])
     oracles = instantiate(cfg.oracle)
     assert isinstance(oracles.finetune, PredActivityOracle)
+    assert oracles.finetune.world == oracles.eval.world == "simulated"  # shipped files
+    assert oracles.finetune.source != oracles.eval.source
     assert isinstance(oracles.atac, AccessibilityClassifier)
     assert isinstance(instantiate(atac_cfg.oracle), AccessibilityClassifier)
     manifest = json.loads((ASSETS_DIR / "manifest.json").read_text())
@@ -186,6 +188,7 @@ def test_tiny_training_run_exports_loadable_oracles(tmp_path, monkeypatch):
     )
     exported = load_oracle(tmp_path / "export" / "pred_activity_eval.pt")
     assert exported(tokens()).shape == (5, 3)
+    assert exported.world == "simulated"  # trained on the simulated data, and says so
     lightning_ckpt = tmp_path / "checkpoints" / "finetune" / "best.ckpt"
     assert load_oracle(lightning_ckpt)(tokens()).shape == (5, 3)
     assert (tmp_path / "finetune" / "version_0" / "metrics.csv").is_file()

@@ -1,0 +1,36 @@
+"""User errors: a GempoError anywhere in the chain, or a ``???`` config value, is one line."""
+
+from __future__ import annotations
+
+import pytest
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from gempo.errors import GempoError, exit_on_user_error, find_user_error
+
+
+def test_missing_config_value_is_a_user_error(capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = OmegaConf.create({"oracle": {"_target_": "builtins.dict", "finetune": "???"}})
+
+    @exit_on_user_error
+    def main() -> None:
+        instantiate(cfg.oracle)
+
+    with pytest.raises(SystemExit) as stop:
+        main()
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: oracle.finetune has no value; set it on the command line (oracle.finetune=...)"
+    )
+
+
+def test_wrapped_gempo_error_is_found_and_other_errors_are_not() -> None:
+    inner = GempoError("model.steps: invalid value 0")
+    try:
+        try:
+            raise inner
+        except GempoError as err:
+            raise RuntimeError("instantiate failed") from err
+    except RuntimeError as outer:
+        assert find_user_error(outer) is inner
+    assert find_user_error(KeyError("x")) is None
