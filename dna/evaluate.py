@@ -36,6 +36,7 @@ from dna.data import (
     TOP_FRACTION,
     load_enhancers,
     simulated_dataset_path,
+    simulated_truth,
     top_fraction_reference,
 )
 from dna.model import SequenceGenerator, load_generator
@@ -53,6 +54,8 @@ COLUMN_TITLES = {
     "name": "method",
     "num": "n",
     "true_activity": "true activity",  # ground truth first (simulated world only)
+    "true_top_share": "true > data's top 0.1% (%)",
+    "oracle_gap": "eval − true",
     "true_atac": "true ATAC %",
     "pred_activity": "Pred-Act (eval)",
     "pred_activity_ft": "Pred-Act (ft)",
@@ -73,7 +76,8 @@ class EvaluationWorld:
     ``reward``/``eval_reward``: the objective under the fine-tune / eval oracle;
     ``reference``: tokens ``(num_ref, length)`` of the top-0.1% sequences by the target column;
     ``threshold``: the 99.9th percentile of the data's target activity; ``simulated``: whether
-    the simulator's ground truth applies.
+    the simulator's ground truth applies; ``true_threshold``: then, the 99.9th percentile of the
+    objective's true value over the data (what the designs' truth is checked against).
     """
 
     reward: OracleReward
@@ -83,6 +87,7 @@ class EvaluationWorld:
     reference: Tensor
     threshold: float
     simulated: bool
+    true_threshold: float | None = None
     log_lik_times: int = 32
     motifs: Sequence[str] | None = None
     batch_size: int = 128
@@ -96,9 +101,15 @@ def load_world_data(
     path: str | None, num_sequences: int, seed: int, length: int = SEQ_LEN
 ) -> tuple[pd.DataFrame, bool]:
     """The configured data world's table (sequences of ``length``; other rows of a user's file
-    are dropped) and whether it is the simulated one."""
+    are dropped; the simulated world's also has the simulator's truth, ``true_hepg2``, ...)
+    and whether it is the simulated one."""
     if path is None:
-        return load_enhancers(simulated_dataset_path(num_sequences, seed)), True
+        file = simulated_dataset_path(num_sequences, seed)
+        data = load_enhancers(file)
+        truth = simulated_truth(file, data["seq"].tolist())
+        return data.assign(
+            **{f"true_{c}": truth[:, k] for k, c in enumerate(ACTIVITY_COLUMNS)}
+        ), True
     return load_enhancers(to_absolute_path(str(path)), skip_invalid=True, seq_len=length), False
 
 
@@ -116,18 +127,34 @@ def build_world(
     pretrained generator, the data table and the objective (``cell`` config)."""
     check_worlds(SIMULATED if simulated else REAL, oracles, pretrained, pretrained.length)
     target = cell["target"]
+    reward = OracleReward(oracles.finetune, **cell)
     reference = encode(top_fraction_reference(data, reference_fraction, column=target))
     return EvaluationWorld(
-        reward=OracleReward(oracles.finetune, **cell),
+        reward=reward,
         eval_reward=OracleReward(oracles.eval, **cell),
         atac=oracles.atac,
         pretrained=pretrained,
         reference=reference,
         threshold=float(np.quantile(data[target].to_numpy(), 1.0 - TOP_FRACTION)),
         simulated=simulated,
+        true_threshold=true_threshold(data, reward) if simulated else None,
         log_lik_times=log_lik_times,
         motifs=list(motifs) if motifs else None,
     )
+
+
+def true_threshold(data: pd.DataFrame, reward: OracleReward) -> float:
+    """The 99.9th percentile of the objective's true value over the data: the ``true_*``
+    columns of the simulated world's table (:func:`load_world_data`), else the simulator's
+    truth of its sequences."""
+    columns = [f"true_{c}" for c in ACTIVITY_COLUMNS]
+    if set(columns) <= set(data.columns):
+        truth = torch.tensor(data[columns].to_numpy(np.float32))
+    else:
+        from dna.simulator import true_activity
+
+        truth = torch.from_numpy(true_activity(data["seq"].tolist())).float()
+    return float(np.quantile(reward.from_activities(truth).numpy(), 1.0 - TOP_FRACTION))
 
 
 @torch.no_grad()
@@ -185,6 +212,8 @@ def summarize(
     }
     if world.simulated:
         row["true_activity"] = metrics.median(scores["true_reward"])
+        row["true_top_share"] = metrics.share_percent(scores["true_reward"] > world.true_threshold)
+        row["oracle_gap"] = row["pred_activity"] - row["true_activity"]
         row["true_atac"] = metrics.share_percent(scores["true_accessible"])
     return row
 
@@ -337,7 +366,12 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
             else ""
         )
         + f"; 99.9th percentile of the data's {cell['target']} activity: "
-        f"{world.threshold:.3f}; {'simulated' if simulated else 'real'} world."
+        f"{world.threshold:.3f} (measured)"
+        + (
+            f", {world.true_threshold:.3f} (true); simulated world, ground truth first."
+            if simulated
+            else "; real world."
+        )
     )
     paths = write_table(rows, out, cfg.output_name, header)
     print(format_markdown(rows))

@@ -15,6 +15,7 @@ from dna.data import (
     EnhancerDataModule,
     load_enhancers,
     simulated_dataset_path,
+    simulated_truth,
     split_by_chromosome,
     split_halves,
     split_randomly,
@@ -29,6 +30,7 @@ from dna.sequences import (
     reverse_complement,
     write_fasta,
 )
+from dna.simulator import true_activity
 from gempo.errors import GempoError
 
 
@@ -218,3 +220,8 @@ def test_simulated_dataset_is_cached(tmp_path, monkeypatch):
     data.setup()
     batch = next(iter(data.val_dataloader()))
     assert batch["accessible"].shape == batch["tokens"].shape[:1]
+    # the simulator's truth of the file is computed once and kept next to it
+    truth = simulated_truth(path, frame["seq"].tolist())
+    np.testing.assert_allclose(truth, true_activity(frame["seq"].tolist()))
+    monkeypatch.setattr("dna.simulator.true_activity", lambda seqs: pytest.fail("recomputed"))
+    np.testing.assert_array_equal(simulated_truth(path, frame["seq"].tolist()), truth)

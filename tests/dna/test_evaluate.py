@@ -19,6 +19,7 @@ from dna.evaluate import (
     evaluate_tokens,
     format_markdown,
     score_sequences,
+    summarize,
 )
 from dna.model import DNAGenerator, save_generator
 from dna.oracle import AccessibilityClassifier, OracleSet, PredActivityOracle, save_oracle
@@ -124,6 +125,14 @@ def test_specificity_reward_and_ground_truth_columns() -> None:
 
     np.testing.assert_allclose(scores["true_hepg2"], true_activity(tokens)[:, 0])
     assert "atac_prob" not in scores and set(scores["true_accessible"]) <= {0, 1}
+    # the designs' truth is set against the truth of the data (its 99.9th percentile)
+    data_truth = true_activity(data["seq"].tolist())[:, 0]
+    assert world.true_threshold == pytest.approx(np.quantile(data_truth, 0.999))
+    best = encode([data["seq"].iloc[int(np.argmax(data_truth))]])  # above the 99.9th pct
+    three = torch.cat([best, tokens[:2]]) if int(np.argmax(data_truth)) >= 2 else tokens
+    row = summarize(world, three, score_sequences(world, three), "three")
+    assert row["true_top_share"] == pytest.approx(100 / 3)
+    assert row["oracle_gap"] == pytest.approx(row["pred_activity"] - row["true_activity"])
 
 
 def test_best_of_n_keeps_the_top_rewards_of_all_draws() -> None:

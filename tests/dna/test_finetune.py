@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -15,7 +16,7 @@ from aggregate import read_dna_run
 from hydra import compose, initialize_config_dir
 
 import dna.finetune
-from dna.finetune import anchor_sequences, finetune
+from dna.finetune import anchor_sequences, check_names, finetune, threshold_checks
 from dna.model import DNAGenerator, save_generator
 from dna.oracle import OracleSet
 from dna.rewards import OracleReward
@@ -260,7 +261,7 @@ def test_bad_config_values_raise_one_clear_error(tiny: list[str], tmp_path: Path
     [
         (
             "oracle=nope",
-            "error: oracle=nope: unknown oracle config; expected one of atac, pred_activity",
+            "error: oracle=nope: unknown oracle config; expected one of atac, grelu, pred_activity",
         ),
         ("group_size=0", "error: group_size must be >= 1, got 0"),
         ("pretrained=/nowhere/gen.pt", "error: generator checkpoint '/nowhere/gen.pt' not found"),
@@ -312,3 +313,21 @@ def test_training_and_selection_never_see_the_eval_oracle(
     assert summary["selected"]["step"] is not None  # a selection took place during training
     assert seen_at_the_end == [0]  # nothing reached the eval oracle before the final samples
     assert eval_oracle.scored > 0 and finetune_oracle.scored >= summary["oracle_calls"]
+
+
+def test_simulated_world_is_checked_on_the_truth() -> None:
+    world = SimpleNamespace(simulated=True, threshold=6.985, true_threshold=6.874)
+    rows = {
+        "finetuned": {"pred_activity": 14.2, "true_activity": 5.74, "kmer3_corr": 0.62,
+                      "app_log_lik": -261.5},
+        "pretrained": {"pred_activity": 0.02, "true_activity": -0.05, "app_log_lik": -271.2},
+    }  # fmt: skip
+    checks = threshold_checks(rows, world)
+    assert checks["true_activity_above_true_threshold"] is False  # the oracle's 14.2 does not count
+    assert checks["eval_oracle_above_threshold (not checked)"] is True
+    assert "pred_activity_above_threshold" not in checks
+    assert list(checks)[:3] == list(check_names(simulated=True))
+    rows["finetuned"]["true_activity"] = 6.9
+    assert threshold_checks(rows, world)["true_activity_above_true_threshold"] is True
+    real = SimpleNamespace(simulated=False, threshold=6.985, true_threshold=None)
+    assert threshold_checks(rows, real)["pred_activity_above_threshold"] is True
