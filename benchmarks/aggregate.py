@@ -43,6 +43,8 @@ CONTROL_SCORES = ("eval/return_mean", "eval_raw/return_mean")
 DNA_SCORES = ("true_activity", "pred_activity", "pred_activity_ft")
 DNA_METRICS = (
     *DNA_SCORES,
+    "true_top_share",
+    "oracle_gap",
     "true_atac",
     "atac_acc",
     "kmer3_corr",
@@ -52,7 +54,8 @@ DNA_METRICS = (
     "distinct_10mer",
 )
 """Final metrics reported per side, the headline first (DNA: ground truth first, then the
-eval oracle, then the fine-tune oracle, then naturalness and diversity)."""
+eval oracle, then the fine-tune oracle, the share of designs whose truth is above the data's top
+0.1% and the eval oracle's excess over the truth, then naturalness and diversity)."""
 TASK_KEYS = {"control": "env", "dna": "cell"}
 NOT_METHOD = ("seed", "resume", "overwrite", "progress", "plot", "profile", "device")
 """Overrides that do not make a run another method."""

@@ -507,6 +507,7 @@ def finetune(cfg: DictConfig) -> dict[str, Any]:
         "optimizer_steps": trainer.global_step,
         "oracle_calls": int(module.samples_scored),
         "train_seconds": round(train_seconds, 1),
+        "threads": torch.get_num_threads(),  # results depend on it (docs/dna.md, "Threads")
         "resumed_from": ckpt_path,
     }
     device = trainer.strategy.root_device  # the end of fit moved the module to the CPU

@@ -1,0 +1,136 @@
+"""The default DNA command over seeds: the table that docs/dna.md reads, ground truth first.
+
+    python benchmarks/dna_table.py --seeds 0 1 2 3 4 --jobs 2   # runs what is missing, tabulates
+    python benchmarks/dna_table.py --report                     # tabulates finished runs only
+
+Each seed is ``python -m dna.finetune oracle=pred_activity seed=<s>`` with nothing else changed
+(run folders ``<out>/default-seed<s>``; a finished one is not run again), with ``--threads``
+torch threads (results depend on the thread count: CPU kernels sum in an order that changes
+with it, and an online run amplifies the last-bit differences). Writes
+``benchmarks/results/dna_table.{md,json}``:
+
+- the world: the data's 99.9th percentile of the objective, measured and true (the designs'
+  true median is checked against the true one);
+- per method (GeMPO's selected snapshot, GeMPO's final model with no selection, the pretrained
+  model), each metric's mean over seeds with its 95% bootstrap interval: true activity, the
+  share of designs whose truth is above the data's top 0.1%, the eval and fine-tune oracles'
+  medians, their excess over the truth, then ATAC, naturalness and diversity;
+- per seed: the checks (on the truth), the selected step, wall time and the run's threads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import torch
+from dna_sweep import finetune, run_dir
+from dna_weights import REPO, RESULTS, report_text
+from omegaconf import OmegaConf
+
+from dna.data import ACTIVITY_COLUMNS
+from dna.evaluate import load_world_data, true_threshold
+from dna.finetune import check_names
+from dna.rewards import OracleReward
+
+ROW_NAMES = {"finetuned": "GeMPO", "final_model": "GeMPO (final model)", "pretrained": "pretrained"}
+
+
+def world_thresholds() -> dict[str, float]:
+    """The default world's 99.9th percentiles of the objective: measured and true."""
+    cfg = OmegaConf.load(REPO / "configs" / "dna_finetune.yaml")
+    data_cfg = OmegaConf.load(REPO / "configs" / "data" / "simulated.yaml")
+    cell = OmegaConf.to_container(OmegaConf.load(REPO / "configs" / "cell" / "hepg2.yaml"))
+    data, _ = load_world_data(None, data_cfg.num_sequences, data_cfg.seed)
+    reward = OracleReward(torch.nn.Identity(), **cell)
+    measured = reward.from_activities(torch.tensor(data[list(ACTIVITY_COLUMNS)].to_numpy()))
+    return {
+        "measured": float(measured.float().quantile(0.999)),
+        "true": true_threshold(data, reward),
+        "final_num_samples": int(cfg.final.num_samples),
+    }
+
+
+def seed_rows(summary: dict[str, Any], seed: int) -> list[dict[str, Any]]:
+    """The summary's rows (selected, final model, pretrained) named for the table."""
+    selected = "final_model" in summary["rows"]
+    names = ROW_NAMES | ({"finetuned": "GeMPO (selected)"} if selected else {})
+    return [{**row, "name": names[key], "seed": seed} for key, row in summary["rows"].items()]
+
+
+def seed_line(summary: dict[str, Any], seed: int) -> str:
+    """One line of the per-seed table: checks, selection, time."""
+    checks = summary["checks"]
+    names = check_names(bool(summary["simulated"]))
+    marks = " | ".join("yes" if checks.get(c) else "no" for c in names)
+    step = (summary.get("selected") or {}).get("step")
+    return (
+        f"| {seed} | {marks} | {'–' if step is None else step} | "
+        f"{summary['train_seconds'] / 60:.1f} | {summary['total_seconds'] / 60:.1f} | "
+        f"{summary.get('threads', '–')} |"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    parser.add_argument("--jobs", type=int, default=2, help="runs at a time")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    parser.add_argument("--out", type=Path, default=REPO / "outputs" / "bench_dna_table")
+    parser.add_argument("--report", action="store_true", help="run nothing, tabulate")
+    args = parser.parse_args()
+    out = args.out.resolve()
+    if not args.report:
+        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(args.threads)
+        with ThreadPoolExecutor(max_workers=max(args.jobs, 1)) as pool:
+            for job in [pool.submit(finetune, "", seed, out) for seed in args.seeds]:
+                job.result()
+    finished = {
+        seed: json.loads((folder / "summary.json").read_text())
+        for seed in args.seeds
+        if ((folder := run_dir(out, "", seed)) / "summary.json").is_file()
+    }
+    if not finished:
+        raise SystemExit(f"no finished runs under {out}")
+    world = world_thresholds()
+    names = check_names(simulated=True)
+    header = "\n".join(
+        [
+            "# `python -m dna.finetune oracle=pred_activity` over seeds",
+            "",
+            f"Written by `python benchmarks/dna_table.py`. Seeds {sorted(finished)} of "
+            f"{args.seeds}; {world['final_num_samples']} final samples per row; simulated world. "
+            f"The data's 99.9th percentile of the objective: **{world['true']:.3f} true**, "
+            f"{world['measured']:.3f} measured. Machine: {platform.machine()}, "
+            f"{os.cpu_count()} cores, torch {torch.__version__}; {args.jobs} runs at a time, "
+            f"{args.threads} torch thread(s) each. Peak resident memory of a run: "
+            f"{resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20:.2f} GiB "
+            "(the largest child process of this invocation; 0 with --report).",
+        ]
+    )
+    rows = [row for seed, summary in finished.items() for row in seed_rows(summary, seed)]
+    per_seed = [
+        "| seed | " + " | ".join(names) + " | selected step | training (min) | all (min) | "
+        "threads |",
+        "|---|" + "---|" * (len(names) + 4),
+        *(seed_line(summary, seed) for seed, summary in finished.items()),
+    ]
+    text = report_text(rows, header) + "\nPer seed (checks on the ground truth):\n\n"
+    text += "\n".join(per_seed) + "\n"
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "dna_table.md").write_text(text)
+    payload = {"world": world, "seeds": sorted(finished), "rows": rows}
+    (RESULTS / "dna_table.json").write_text(json.dumps(payload, indent=1))
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
