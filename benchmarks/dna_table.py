@@ -16,6 +16,8 @@ with it, and an online run amplifies the last-bit differences). Writes
   share of designs whose truth is above the data's top 0.1%, the eval and fine-tune oracles'
   medians, their excess over the truth, then ATAC, naturalness and diversity;
 - per seed: the checks (on the truth), the selected step, wall time and the run's threads.
+
+Before any seed has finished it writes the world's thresholds alone.
 """
 
 from __future__ import annotations
@@ -98,9 +100,8 @@ def main() -> None:
         for seed in args.seeds
         if ((folder := run_dir(out, "", seed)) / "summary.json").is_file()
     }
-    if not finished:
-        raise SystemExit(f"no finished runs under {out}")
     world = world_thresholds()
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20  # KiB -> GiB
     names = check_names(simulated=True)
     header = "\n".join(
         [
@@ -110,10 +111,13 @@ def main() -> None:
             f"{args.seeds}; {world['final_num_samples']} final samples per row; simulated world. "
             f"The data's 99.9th percentile of the objective: **{world['true']:.3f} true**, "
             f"{world['measured']:.3f} measured. Machine: {platform.machine()}, "
-            f"{os.cpu_count()} cores, torch {torch.__version__}; {args.jobs} runs at a time, "
-            f"{args.threads} torch thread(s) each. Peak resident memory of a run: "
-            f"{resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20:.2f} GiB "
-            "(the largest child process of this invocation; 0 with --report).",
+            f"{os.cpu_count()} cores, torch {torch.__version__}; torch threads per run in the "
+            "per-seed table."
+            + (
+                f" Peak resident memory of a run made by this invocation: {peak:.2f} GiB."
+                if peak
+                else ""
+            ),
         ]
     )
     rows = [row for seed, summary in finished.items() for row in seed_rows(summary, seed)]
@@ -123,8 +127,11 @@ def main() -> None:
         "|---|" + "---|" * (len(names) + 4),
         *(seed_line(summary, seed) for seed, summary in finished.items()),
     ]
-    text = report_text(rows, header) + "\nPer seed (checks on the ground truth):\n\n"
-    text += "\n".join(per_seed) + "\n"
+    if rows:
+        text = report_text(rows, header) + "\nPer seed (checks on the ground truth):\n\n"
+        text += "\n".join(per_seed) + "\n"
+    else:
+        text = header + "\n\nNo seed has finished yet.\n"
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "dna_table.md").write_text(text)
     payload = {"world": world, "seeds": sorted(finished), "rows": rows}
