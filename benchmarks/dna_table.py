@@ -15,7 +15,8 @@ with it, and an online run amplifies the last-bit differences). Writes
   model), each metric's mean over seeds with its 95% bootstrap interval: true activity, the
   share of designs whose truth is above the data's top 0.1%, the eval and fine-tune oracles'
   medians, their excess over the truth, then ATAC, naturalness and diversity;
-- per seed: the checks (on the truth), the selected step, wall time and the run's threads.
+- per seed: the checks (on the truth), each oracle's Pearson r with the truth over the run's
+  final designs, the selected step, wall time and the run's threads.
 
 Before any seed has finished it writes the world's thresholds alone.
 """
@@ -31,6 +32,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import torch
 from dna_sweep import finetune, run_dir
 from dna_weights import REPO, RESULTS, report_text
@@ -66,14 +69,27 @@ def seed_rows(summary: dict[str, Any], seed: int) -> list[dict[str, Any]]:
     return [{**row, "name": names[key], "seed": seed} for key, row in summary["rows"].items()]
 
 
-def seed_line(summary: dict[str, Any], seed: int) -> str:
-    """One line of the per-seed table: checks, selection, time."""
+def calibration(folder: Path) -> tuple[float, float]:
+    """Pearson r of the eval and of the fine-tune oracle's objective with the truth over the
+    run's final designs (``samples.csv``): how far the oracles can be trusted where the
+    policy went."""
+    samples = pd.read_csv(folder / "samples.csv")
+    return tuple(
+        float(np.corrcoef(samples[column], samples["true_reward"])[0, 1])
+        for column in ("reward_eval", "reward_ft")
+    )
+
+
+def seed_line(summary: dict[str, Any], seed: int, folder: Path) -> str:
+    """One line of the per-seed table: checks, oracle calibration on the designs, selection,
+    time."""
     checks = summary["checks"]
     names = check_names(bool(summary["simulated"]))
     marks = " | ".join("yes" if checks.get(c) else "no" for c in names)
     step = (summary.get("selected") or {}).get("step")
+    r_eval, r_ft = calibration(folder)
     return (
-        f"| {seed} | {marks} | {'–' if step is None else step} | "
+        f"| {seed} | {marks} | {r_eval:.2f} | {r_ft:.2f} | {'–' if step is None else step} | "
         f"{summary['train_seconds'] / 60:.1f} | {summary['total_seconds'] / 60:.1f} | "
         f"{summary.get('threads', '–')} |"
     )
@@ -122,10 +138,10 @@ def main() -> None:
     )
     rows = [row for seed, summary in finished.items() for row in seed_rows(summary, seed)]
     per_seed = [
-        "| seed | " + " | ".join(names) + " | selected step | training (min) | all (min) | "
-        "threads |",
-        "|---|" + "---|" * (len(names) + 4),
-        *(seed_line(summary, seed) for seed, summary in finished.items()),
+        "| seed | " + " | ".join(names) + " | r(eval, truth) on the designs | r(ft, truth) | "
+        "selected step | training (min) | all (min) | threads |",
+        "|---|" + "---|" * (len(names) + 6),
+        *(seed_line(summary, seed, run_dir(out, "", seed)) for seed, summary in finished.items()),
     ]
     if rows:
         text = report_text(rows, header) + "\nPer seed (checks on the ground truth):\n\n"

@@ -141,6 +141,25 @@ def test_shipped_oracles_track_the_simulator_truth():
     assert access[labels].mean() > access[~labels].mean() + 1.0
 
 
+@shipped
+def test_shipped_eval_oracle_disagrees_with_the_reward_on_designed_sequences():
+    """Designs of the kind fine-tuning makes (one HepG2 site repeated over the sequence): the
+    eval oracle is another model, so it scores them differently from the fine-tune oracle (the
+    same file twice would give equal scores to the last bit)."""
+    rng = np.random.default_rng(7)
+    designs = []
+    for site in ("TGTTTACA", "TGTAAACA", "GTTAATGATTAAC"):
+        for spacing in (0, 4, 12):
+            unit = site + "".join(rng.choice(list("ACGT"), spacing))
+            designs.append((unit * (SEQ_LEN // len(unit) + 1))[:SEQ_LEN])
+    x = encode(designs)
+    with torch.no_grad():
+        finetune = load_oracle(SHIPPED_ORACLES["finetune"])(x)[:, 0]
+        evaluator = load_oracle(SHIPPED_ORACLES["eval"])(x)[:, 0]
+    assert (finetune - evaluator).abs().max() > 0.5
+    assert not torch.allclose(finetune, evaluator, atol=0.05)
+
+
 def compose_training(tmp_path: Path, task: str, extra: list[str] = ()) -> object:
     overrides = [
         f"oracle={task}", f"task={task}", "data.num_sequences=300", "data.batch_size=64",
