@@ -282,10 +282,11 @@ def export(cfg: DictConfig, runs: dict[str, dict[str, Any]], truth: dict[str, An
     for role, run in runs.items():
         file = CHECKPOINT_FILES[role]
         where = provenance(run["half"], run["split_by"], float(cfg.data.val_fraction))
+        world = data_world(cfg.data.get("path"))
         meta = {
             "role": role,
             "trained_on": where["trained_on"],
-            "world": data_world(cfg.data.get("path")),
+            "world": world,
             "command": command_line(),
         }
         digest = save_oracle(run["net"], folder / file, meta)
@@ -296,6 +297,7 @@ def export(cfg: DictConfig, runs: dict[str, dict[str, Any]], truth: dict[str, An
             "parameters": sum(p.numel() for p in run["net"].parameters()),
             "size_bytes": (folder / file).stat().st_size,
             "sha256": digest,
+            "world": world,
             **where,
             "data": {**data, "rows": run["rows"], "file": Path(run["source"]).name},
             "command": command_line(),

@@ -4,7 +4,7 @@ The DNA pipeline runs in one of two worlds: the embedded **simulated** MPRA (``d
 whose simulator is the ground truth) or a **real** data file (``data=gosai data.path=...``). Every
 file a run reads says which world it belongs to: the data by its option, an oracle or generator
 checkpoint by ``meta.world`` (written by ``dna.oracle``, ``dna.pretrain`` and ``dna.finetune``),
-the shipped assets by being shipped (they are simulated-world files), the release's gReLU and
+the shipped assets by their ``manifest.json`` (simulated-world files), the release's gReLU and
 MDLM checkpoints by being the release (real world). A module built by a user's ``_target_`` and
 a file that records no world are not checked.
 
@@ -13,6 +13,7 @@ a file that records no world are not checked.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -42,9 +43,18 @@ def data_world(path: str | Path | None) -> str:
 
 
 def shipped_world(path: Path, assets_dir: Path) -> str | None:
-    """``simulated`` for a file shipped in ``assets_dir`` (the package's simulated-world
-    assets), else ``None`` (unknown)."""
-    return SIMULATED if path.resolve().is_relative_to(assets_dir.resolve()) else None
+    """The world a shipped file's ``manifest.json`` gives it (the oracles' manifest lists files
+    under ``oracles``, the generator's by name), or ``None`` for a file that is not shipped in
+    ``assets_dir`` or that its manifest does not place."""
+    manifest_path = assets_dir / "manifest.json"
+    if not path.resolve().is_relative_to(assets_dir.resolve()) or not manifest_path.is_file():
+        return None
+    manifest = json.loads(manifest_path.read_text())
+    entries = manifest.get("oracles", manifest)
+    for key, entry in entries.items():
+        if isinstance(entry, dict) and path.name in (key, entry.get("file")):
+            return entry.get("world")
+    return None
 
 
 def world_of(part: Any) -> str | None:

@@ -200,6 +200,7 @@ def test_tiny_training_run_exports_loadable_oracles(tmp_path, monkeypatch):
     manifest = json.loads((tmp_path / "export" / "manifest.json").read_text())
     assert set(manifest["oracles"]) == {"finetune", "eval"}
     entry = manifest["oracles"]["finetune"]  # the simulated data has chromosomes
+    assert entry["world"] == "simulated"
     assert (entry["split"], entry["trained_on"], entry["tested_on"]) == (
         "by chromosome",
         "chr1-11",
