@@ -236,6 +236,7 @@ def build_module(
     if cfg.reg.data_target is not None:
         anchor = AnchorController(
             target=float(cfg.reg.data_target),
+            start=float(cfg.reg.data),
             rate=float(cfg.reg.data_rate),
             low=float(cfg.reg.data),  # the floor it starts from
             high=max(1.0, float(cfg.reg.data)),
@@ -502,7 +503,7 @@ def finetune(cfg: DictConfig) -> dict[str, Any]:
         "reg_data": float(cfg.reg.data),
         "reg_data_top": float(cfg.reg.data_top),
         "reg_data_target": cfg.reg.data_target,
-        "final_data_alpha": module.objective.data_alpha,
+        "final_data_alpha": module.data_weight(),
         "selected": module.select.summary() if module.select is not None else None,
         "optimizer_steps": trainer.global_step,
         "oracle_calls": int(module.samples_scored),

@@ -158,10 +158,14 @@ class GeMPOObjective(nn.Module):
         rewards: Tensor,
         reference: GenerativePolicy | None = None,
         data: tuple[Tensor, Tensor] | None = None,
+        data_alpha: float | None = None,
     ) -> GeMPOStep:
         """``x``: behaviour samples ``(groups * group_size, ...)`` ordered group by group;
         ``cond``: ``(groups * group_size, cond_dim)``; ``rewards``: ``(groups, group_size)``;
-        ``data``: replayed ``(cond (batch, cond_dim), x (batch, ...))`` for the data anchor."""
+        ``data``: replayed ``(cond (batch, cond_dim), x (batch, ...))`` for the data anchor,
+        weighted by ``data_alpha`` (``None``: the configured ``self.data_alpha``; an adaptive
+        anchor passes its current weight)."""
+        data_alpha = self.data_alpha if data_alpha is None else data_alpha
         capped = rewards if self.reward_cap is None else rewards.clamp(max=self.reward_cap)
         advantages = normalize_rewards(capped, self.normalization)
         weights = self.weight(advantages)
@@ -182,12 +186,12 @@ class GeMPOObjective(nn.Module):
             divergence = per_sample.divergence.mean()
             loss = loss + self.reg_alpha * divergence
             stats["divergence"] = divergence.detach()
-        if data is not None and self.data_alpha > 0:
+        if data is not None and data_alpha > 0:
             data_cond, data_x = data
             data_loss = policy.per_sample_loss(
                 data_x, data_cond, num_times=self.loss_times
             ).flow_matching.mean()
-            loss = loss + self.data_alpha * data_loss
+            loss = loss + data_alpha * data_loss
             stats["data_loss"] = data_loss.detach()
         return GeMPOStep(loss=loss, advantages=advantages, weights=weights, stats=stats)
 

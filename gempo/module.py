@@ -80,30 +80,48 @@ class DataReplay:
 
 
 class AnchorController:
-    """Adapts the data anchor's weight so that the behaviour samples stay about ``target`` close
-    to the data (the adaptive KL coefficient of PPO, applied to the anchor): after each scored
-    batch, ``alpha <- clip(alpha * exp(rate * (target - closeness)), low, high)``, where
-    ``closeness`` is the module's ``closeness(x)`` of the batch (higher = closer to the data).
-    The weight grows while the samples drift further than the target allows and decays while
-    they are closer, so the reward is free to climb as long as the constraint holds.
+    """Adapts the data anchor's weight ``alpha`` so that the behaviour samples stay about
+    ``target`` close to the data (the adaptive KL coefficient of PPO, applied to the anchor):
+    after each scored batch, ``alpha <- clip(alpha * exp(rate * (target - closeness)), low,
+    high)``, where ``closeness`` is the module's ``closeness(x)`` of the batch (higher = closer
+    to the data). The weight grows while the samples drift further than the target allows and
+    decays while they are closer, so the reward is free to climb as long as the constraint
+    holds. ``alpha`` starts at ``start`` (the configured weight) and is this object's state
+    (:meth:`state_dict`), checkpointed by the module; the objective's own weight stays what it
+    was configured to be.
     """
 
     def __init__(
-        self, target: float, rate: float = 5.0, low: float = 1e-3, high: float = 1.0
+        self,
+        target: float,
+        start: float,
+        rate: float = 5.0,
+        low: float = 1e-3,
+        high: float = 1.0,
     ) -> None:
         if rate <= 0:
             raise GempoError(f"reg.data_rate must be > 0, got {rate}")
         if not 0 < low <= high:
             raise GempoError(f"anchor bounds must satisfy 0 < low <= high, got {low}, {high}")
+        if start <= 0:
+            raise GempoError(f"the anchor's starting weight reg.data must be > 0, got {start}")
         self.target = target
         self.rate = rate
         self.low = low
         self.high = high
+        self.alpha = float(start)
 
-    def update(self, alpha: float, closeness: float) -> float:
-        """The next anchor weight after a behaviour batch with this ``closeness``."""
+    def update(self, closeness: float) -> float:
+        """Adapt ``alpha`` after a behaviour batch with this ``closeness``; returns it."""
         step = math.exp(self.rate * (self.target - closeness))
-        return min(self.high, max(self.low, alpha * step))
+        self.alpha = min(self.high, max(self.low, self.alpha * step))
+        return self.alpha
+
+    def state_dict(self) -> dict[str, float]:
+        return {"alpha": self.alpha}
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        self.alpha = float(state["alpha"])
 
 
 class BestFeasibleSnapshot:
@@ -169,14 +187,14 @@ class GeMPOModule(pl.LightningModule):
             average is what :meth:`sampling_policy` returns.
         updates_per_batch: optimizer steps taken on each sampled and scored batch (sampling is
             the expensive part; >1 fits each target measure more closely per oracle call).
-        data: replayed data samples for the objective's data anchor (used when
-            ``objective.data_alpha > 0``).
+        data: replayed data samples for the objective's data anchor (used when its weight,
+            :meth:`data_weight`, is > 0).
         closeness: behaviour samples ``(batch, ...)`` -> a number, higher = closer to the data
             (e.g. a correlation of sequence statistics to a reference set); computed once per
             scored batch, logged as ``train/<closeness_key>``, and read by ``anchor`` and
             ``select``.
-        anchor: adapts ``objective.data_alpha`` after each scored batch (``None``: it stays
-            fixed); needs ``data`` and ``closeness``.
+        anchor: adapts the data anchor's weight after each scored batch (``None``: it stays
+            ``objective.data_alpha``); needs ``data`` and ``closeness``.
         select: keeps the best feasible behaviour policy, which :meth:`sampling_policy` then
             returns; needs ``closeness``.
         temperature_lr: learning rate of the weight function's learned temperature (a
@@ -186,7 +204,7 @@ class GeMPOModule(pl.LightningModule):
     BATCH_KEY = "gempo_behaviour_batch"
     RNG_KEY = "gempo_rng_state"
     CUDA_RNG_KEY = "gempo_cuda_rng_state"
-    DATA_ALPHA_KEY = "gempo_data_alpha"
+    ANCHOR_KEY = "gempo_data_alpha"  # the adaptive anchor's weight (the name older runs wrote)
     SELECT_KEY = "gempo_selected"
 
     def __init__(
@@ -216,7 +234,7 @@ class GeMPOModule(pl.LightningModule):
             raise GempoError(f"refresh_every must be >= 1, got {refresh_every}")
         if ema_decay is not None and not 0.0 < ema_decay < 1.0:
             raise GempoError(f"ema_decay must be in (0, 1) or null, got {ema_decay}")
-        if anchor is not None and (data is None or objective.data_alpha <= 0):
+        if anchor is not None and data is None:
             raise GempoError("an adaptive data anchor needs data to replay and reg.data > 0")
         if closeness is None and (anchor is not None or select is not None):
             raise GempoError("an adaptive anchor or a feasible-snapshot selection needs closeness")
@@ -286,11 +304,15 @@ class GeMPOModule(pl.LightningModule):
         closeness = float(self.across_ranks(torch.tensor(float(self.closeness(x)))).mean())
         self.log(f"train/{self.closeness_key}", closeness)
         if self.anchor is not None:
-            self.objective.data_alpha = self.anchor.update(self.objective.data_alpha, closeness)
+            self.anchor.update(closeness)
         if self.select is not None:
             self.select.observe(
                 self.behaviour, self.across_ranks(rewards), closeness, int(self.optimizer_steps)
             )
+
+    def data_weight(self) -> float:
+        """The data anchor's weight now: the adaptive anchor's, else the objective's."""
+        return self.anchor.alpha if self.anchor is not None else self.objective.data_alpha
 
     def across_ranks(self, value: Tensor) -> Tensor:
         """``value`` of every rank stacked, ``(world, ...)``, under data-parallel training (each
@@ -302,18 +324,15 @@ class GeMPOModule(pl.LightningModule):
 
     def training_step(self, contexts: Tensor, batch_idx: int) -> Tensor:
         cond, x, rewards = self.behaviour_batch(contexts)
-        data = (
-            self.data.draw(x.device)
-            if self.data is not None and self.objective.data_alpha > 0
-            else None
-        )
-        step = self.objective(self.policy, x, cond, rewards, self.reference, data)
+        weight = self.data_weight()
+        data = self.data.draw(x.device) if self.data is not None and weight > 0 else None
+        step = self.objective(self.policy, x, cond, rewards, self.reference, data, weight)
         self.log("train/loss", step.loss, prog_bar=True)
         self.log_dict({f"train/{k}": v for k, v in step.stats.items()})
         self.log("train/reward", step.stats["reward_mean"], prog_bar=True, logger=False)
         self.log("train/reward_calls", self.samples_scored.float())
         if self.anchor is not None:
-            self.log("train/data_alpha", self.objective.data_alpha)
+            self.log("train/data_alpha", weight)
         return step.loss
 
     def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
@@ -327,11 +346,12 @@ class GeMPOModule(pl.LightningModule):
             self.behaviour.load_state_dict(self.policy.state_dict())
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """The batch being fitted, the data anchor's weight (adapted by ``anchor``), the
-        selected snapshot and the RNG states (CPU, and GPU when in use): sampling, path times
+        """The batch being fitted, the adaptive anchor's weight, the selected snapshot and the
+        RNG states (CPU, and GPU when in use): sampling, path times
         and data replay all draw from them, so a resumed run repeats the rest."""
         checkpoint[self.BATCH_KEY] = self.batch
-        checkpoint[self.DATA_ALPHA_KEY] = self.objective.data_alpha
+        if self.anchor is not None:
+            checkpoint[self.ANCHOR_KEY] = self.anchor.state_dict()["alpha"]
         if self.select is not None:
             checkpoint[self.SELECT_KEY] = self.select.state_dict()
         checkpoint[self.RNG_KEY] = self.across_ranks(torch.get_rng_state())
@@ -340,7 +360,8 @@ class GeMPOModule(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.batch = checkpoint.get(self.BATCH_KEY)
-        self.objective.data_alpha = checkpoint.get(self.DATA_ALPHA_KEY, self.objective.data_alpha)
+        if self.anchor is not None and self.ANCHOR_KEY in checkpoint:
+            self.anchor.load_state_dict({"alpha": checkpoint[self.ANCHOR_KEY]})
         if self.select is not None and self.SELECT_KEY in checkpoint:
             self.select.load_state_dict(checkpoint[self.SELECT_KEY])
         self._restored_rng = (checkpoint.get(self.RNG_KEY), checkpoint.get(self.CUDA_RNG_KEY))

@@ -160,20 +160,32 @@ def test_data_replay_changes_nothing_without_a_data_weight():
 
 
 def test_anchor_controller_raises_the_weight_while_the_samples_drift():
-    control = AnchorController(target=0.5, rate=2.0, low=0.01)
-    assert control.update(0.02, 0.3) == pytest.approx(0.02 * math.exp(0.4))  # too far: up
-    assert control.update(0.02, 0.7) == pytest.approx(0.02 * math.exp(-0.4))  # close: down
-    assert control.update(0.02, 10.0) == 0.01  # never below the floor
-    assert control.update(0.02, -10.0) == 1.0  # nor above the ceiling
-    for kwargs, message in (({"rate": 0.0}, "data_rate must be > 0"), ({"low": 0.0}, "0 < low")):
+    def control() -> AnchorController:
+        return AnchorController(target=0.5, start=0.02, rate=2.0, low=0.01)
+
+    assert control().update(0.3) == pytest.approx(0.02 * math.exp(0.4))  # too far: up
+    assert control().update(0.7) == pytest.approx(0.02 * math.exp(-0.4))  # close: down
+    assert control().update(10.0) == 0.01  # never below the floor
+    assert control().update(-10.0) == 1.0  # nor above the ceiling
+    anchor = control()
+    anchor.update(0.3)
+    assert anchor.update(0.3) == pytest.approx(0.02 * math.exp(0.8))  # its state carries on
+    restored = control()
+    restored.load_state_dict(anchor.state_dict())
+    assert restored.alpha == anchor.alpha
+    for kwargs, message in (
+        ({"rate": 0.0}, "data_rate must be > 0"),
+        ({"low": 0.0}, "0 < low"),
+        ({"start": 0.0}, "reg.data must be > 0"),
+    ):
         with pytest.raises(GempoError, match=message):
-            AnchorController(target=0.5, **kwargs)
+            AnchorController(**{"target": 0.5, "start": 0.02, **kwargs})
     with pytest.raises(GempoError, match="needs data to replay and reg.data > 0"):
-        make_module(anchor=control, closeness=lambda x: 0.0)
+        make_module(anchor=control(), closeness=lambda x: 0.0)
     data = DataReplay(torch.zeros(4, 2))
     objective = GeMPOObjective(LinearWeight(), data_alpha=0.1)
     with pytest.raises(GempoError, match="needs closeness"):
-        make_module(anchor=control, data=data, objective=objective)
+        make_module(anchor=control(), data=data, objective=objective)
 
 
 def test_adaptive_anchor_holds_the_policy_near_its_data():
@@ -191,10 +203,12 @@ def test_adaptive_anchor_holds_the_policy_near_its_data():
         return -closeness(module.behaviour.sample(torch.zeros(256, 0))), module
 
     fixed, _ = final_drift(None)
-    held, module = final_drift(AnchorController(target=-0.5, rate=5.0, high=10.0))
+    held, module = final_drift(AnchorController(target=-0.5, start=1e-3, rate=5.0, high=10.0))
     assert fixed > 1.0, "the tiny fixed anchor lets the reward pull the flow away"
     assert held < 0.75 and held < fixed - 0.5
-    assert module.objective.data_alpha > 2e-3, "held above its floor of 1e-3"
+    assert module.anchor.alpha > 2e-3, "held above its floor of 1e-3"
+    assert module.data_weight() == module.anchor.alpha
+    assert module.objective.data_alpha == 1e-3, "the configured weight is not state"
 
 
 def test_selection_keeps_the_best_batch_that_meets_the_constraint():
