@@ -33,7 +33,7 @@ import pandas as pd
 from aggregate import interval_text, summarize
 from dna_weights import REPO, RESULTS, run_command
 
-from dna.finetune import check_names
+from dna.checks import check_names
 
 METRICS = ("true_activity", "pred_activity", "kmer3_corr", "app_log_lik", "hamming")
 

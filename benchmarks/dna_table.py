@@ -39,9 +39,9 @@ from dna_sweep import finetune, run_dir
 from dna_weights import REPO, RESULTS, report_text
 from omegaconf import OmegaConf
 
+from dna.checks import check_names
 from dna.data import ACTIVITY_COLUMNS
 from dna.evaluate import load_world_data, true_threshold
-from dna.finetune import check_names
 from dna.rewards import OracleReward
 
 ROW_NAMES = {"finetuned": "GeMPO", "final_model": "GeMPO (final model)", "pretrained": "pretrained"}

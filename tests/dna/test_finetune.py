@@ -16,11 +16,13 @@ from aggregate import read_dna_run
 from hydra import compose, initialize_config_dir
 
 import dna.finetune
-from dna.finetune import anchor_sequences, check_names, finetune, threshold_checks
+from dna.checks import check_names, threshold_checks
+from dna.finetune import finetune
 from dna.model import DNAGenerator, save_generator
 from dna.oracle import OracleSet
 from dna.rewards import OracleReward
 from dna.sequences import read_fasta
+from dna.training import anchor_sequences
 from gempo.errors import GempoError
 from tests.conftest import CONFIG_DIR, REPO_ROOT
 
