@@ -14,12 +14,13 @@ from collections.abc import Callable, Iterable
 from typing import Literal
 
 import torch
-from einops import rearrange, repeat
+from einops import rearrange
 from torch import Tensor, nn
 
 from control.critics import TwinCritic, mlp
 from control.profiling import SectionTimer
 from gempo.errors import GempoError
+from gempo.groups import draw_groups
 from gempo.losses import GeMPOObjective
 from gempo.nets import MLPVelocityField, freeze
 from gempo.policies import ContinuousFlowPolicy
@@ -193,11 +194,12 @@ class FlowActor(Actor):
         ``(batch, obs_dim)`` -> ``(batch, act_dim)``."""
         if candidates == 1:
             return torch.tanh(self.sample_latents(self.policy, obs))
-        cond = repeat(obs, "b c -> (b n) c", n=candidates)
-        actions = torch.tanh(self.sample_latents(self.policy, cond))
-        q = rearrange(critic.value(cond, actions), "(b n) -> b n", n=candidates)
-        actions = rearrange(actions, "(b n) a -> b n a", n=candidates)
-        return actions[torch.arange(obs.shape[0], device=obs.device), q.argmax(dim=-1)]
+        groups = draw_groups(
+            obs, candidates, lambda cond: torch.tanh(self.sample_latents(self.policy, cond)),
+            critic.value,
+        )  # fmt: skip
+        actions = rearrange(groups.x, "(b n) a -> b n a", n=candidates)
+        return actions[torch.arange(obs.shape[0], device=obs.device), groups.rewards.argmax(-1)]
 
     @torch.no_grad()
     def act(self, obs: Tensor, critic: TwinCritic, mode: ActMode) -> Tensor:
@@ -219,16 +221,26 @@ class FlowActor(Actor):
     def proposals(self, obs: Tensor, critic: TwinCritic) -> tuple[Tensor, Tensor, Tensor]:
         """The group of each state: ``cond`` ``(G * N, obs_dim)``, latents ``(G * N, act_dim)``
         of the frozen proposal's actions plus noise, and their scores ``(G, N)``."""
-        cond = repeat(obs, "g c -> (g n) c", n=self.group_size)
+        groups = draw_groups(
+            obs,
+            self.group_size,
+            self.noisy_proposal,
+            lambda cond, a: self.candidate_scores(critic(cond, a)),
+        )
+        # the flow is fitted to the latent of the noisy action (kept inside the faces, so the
+        # latent stays finite)
+        return groups.cond, torch.atanh(groups.x), groups.rewards
+
+    def noisy_proposal(self, cond: Tensor) -> Tensor:
+        """One action of the frozen proposal per row of ``cond``, plus Gaussian noise on the
+        action as in the reference, clamped inside the faces: ``(batch, act_dim)``."""
         actions = torch.tanh(self.sample_latents(self.proposal, cond))
-        # the noise acts on the action, as in the reference; the flow is fitted to the latent
-        # of the noisy action, kept inside the faces so that the latent stays finite
         actions = actions + self.proposal_noise * torch.randn_like(actions)
-        actions = actions.clamp(-AT_BOUND, AT_BOUND)
-        latents = torch.atanh(actions)
-        q = critic(cond, actions)  # (2, G * N)
-        scores = q.mean(0) if self.score == "mean" else q.amin(0)
-        return cond, latents, rearrange(scores, "(g n) -> g n", n=self.group_size)
+        return actions.clamp(-AT_BOUND, AT_BOUND)
+
+    def candidate_scores(self, q: Tensor) -> Tensor:
+        """The critic's ``(2, batch)`` values as one score per candidate: their mean or min."""
+        return q.mean(0) if self.score == "mean" else q.amin(0)
 
     def fit_loss(
         self, latents: Tensor, cond: Tensor, scores: Tensor

@@ -18,12 +18,12 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from einops import rearrange, repeat
 from torch import Tensor
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import IterableDataset
 
 from gempo.errors import GempoError
+from gempo.groups import draw_groups
 from gempo.losses import GeMPOObjective
 from gempo.nets import freeze
 from gempo.policies import GenerativePolicy
@@ -289,13 +289,11 @@ class GeMPOModule(pl.LightningModule):
         """The batch to fit this step: drawn and scored anew every ``updates_per_batch`` steps,
         else the current one."""
         if self.batch is None or int(self.optimizer_steps) % self.updates_per_batch == 0:
-            cond = repeat(contexts, "g c -> (g n) c", n=self.group_size)
-            x = self.behaviour.sample(cond)
-            rewards = rearrange(self.score(cond, x), "(g n) -> g n", n=self.group_size)
-            self.samples_scored += x.shape[0] * self.trainer.world_size  # every rank scores
-            self.batch = (cond, x, rewards)
+            drawn = draw_groups(contexts, self.group_size, self.behaviour.sample, self.score)
+            self.samples_scored += drawn.x.shape[0] * self.trainer.world_size  # every rank scores
+            self.batch = (drawn.cond, drawn.x, drawn.rewards)
             if self.closeness is not None:
-                self.track_closeness(x, rewards)
+                self.track_closeness(drawn.x, drawn.rewards)
         return self.batch
 
     def track_closeness(self, x: Tensor, rewards: Tensor) -> None:
