@@ -47,6 +47,7 @@ def test_a_fresh_folder_and_hydras_own_files_are_free(tmp_path):
     claim_export([tmp_path / "summary.json"], overwrite=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("module", "earlier"), ENTRY_POINTS.items())
 def test_a_second_run_into_a_used_folder_stops_with_one_line(tmp_path, module, earlier):
     used = tmp_path / "run"
@@ -66,6 +67,7 @@ def test_a_second_run_into_a_used_folder_stops_with_one_line(tmp_path, module, e
         ("dna.pretrain", "pretrained_small.pt", ["model=small"]),
     ],
 )
+@pytest.mark.slow
 def test_export_never_replaces_a_file_without_overwrite(tmp_path, module, existing, args):
     export = tmp_path / "assets"
     export.mkdir()

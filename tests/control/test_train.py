@@ -17,6 +17,7 @@ from control.train import train
 REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 def test_a_short_run_writes_evaluations_checkpoints_and_a_plot(make_cfg, tmp_path):
     result = train(make_cfg(), tmp_path)
     assert result.env_step == 300 and result.grad_updates == 201  # updates from step 100 on
@@ -39,6 +40,7 @@ def test_a_short_run_writes_evaluations_checkpoints_and_a_plot(make_cfg, tmp_pat
     assert load_checkpoint(tmp_path / "checkpoints" / PREVIOUS)["env_step"] == 150
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("agent", ["gempo", "sac"])
 def test_a_resumed_run_continues_exactly(make_cfg, tmp_path, agent):
     overrides = ["env.num_envs=2", "total_steps=400", "eval_every=200", "learning_starts=60"]
@@ -76,6 +78,7 @@ def _cli(*args: str, module: str = "control.train") -> subprocess.CompletedProce
     )
 
 
+@pytest.mark.slow
 def test_cli_bad_input_is_one_line_and_exit_code_2(tmp_path):
     run_dir = f"hydra.run.dir={tmp_path / 'cli'}"
     bad_ckpt = tmp_path / "bad" / "checkpoints"

@@ -152,6 +152,7 @@ def test_finetune_raises_reward_and_writes_outputs(tiny: list[str], tmp_path: Pa
     assert aggregated.curve[-1, 0] == 15 * 16
 
 
+@pytest.mark.slow
 def test_data_anchor_holds_the_generator_near_the_data(tiny: list[str], tmp_path: Path) -> None:
     quick = [
         *tiny,
@@ -204,6 +205,7 @@ def test_anchor_replays_the_most_active_fraction_under_the_objective() -> None:
         (1, 3, "final.min_kmer3_corr=-1"),  # the selected snapshot is sampled at the end
     ],
 )
+@pytest.mark.slow
 def test_resume_continues_from_the_same_step_with_the_same_metrics(
     tiny: list[str], tmp_path: Path, updates_per_batch: int, interrupt: int, anchor: str
 ) -> None:

@@ -169,6 +169,7 @@ def test_world_guard_stops_mixed_worlds() -> None:
         check_worlds(REAL, short, generator, 200)
 
 
+@pytest.mark.slow
 def test_shipped_oracles_with_a_data_file_stop_in_one_line(tmp_path: Path) -> None:
     """The shipped (simulated-world) oracles and generator with a real data file: one line."""
     rng = np.random.default_rng(0)

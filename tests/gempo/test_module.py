@@ -22,6 +22,7 @@ from gempo.weights import ExpWeight, LinearWeight, SimplexLinearWeight
 @pytest.mark.parametrize(
     "weight", [ExpWeight(tau=1.0), LinearWeight(beta=1.0)], ids=["exp", "linear"]
 )
+@pytest.mark.slow
 def test_gempo_moves_the_flow_onto_the_best_mode(weight):
     toy = ModesBandit2D()
     result = run_toy(toy, weight, steps=150)
@@ -32,6 +33,7 @@ def test_gempo_moves_the_flow_onto_the_best_mode(weight):
 @pytest.mark.parametrize(
     "weight", [ExpWeight(tau=1.0), LinearWeight(beta=1.0)], ids=["exp", "linear"]
 )
+@pytest.mark.slow
 def test_gempo_raises_the_motif_reward_of_a_masked_model(weight):
     result = run_toy(MotifBandit(), weight, steps=100, group_size=96)
     assert result.base_reward < 0.55
@@ -188,6 +190,7 @@ def test_anchor_controller_raises_the_weight_while_the_samples_drift():
         make_module(anchor=control(), data=data, objective=objective)
 
 
+@pytest.mark.slow
 def test_adaptive_anchor_holds_the_policy_near_its_data():
     # the data: the base policy's own N(0, I); the reward pulls the flow to the mode at (1.5, 1.5)
     data = DataReplay(torch.randn(512, 2), batch_size=64)
