@@ -104,6 +104,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
     parser.add_argument("--out", type=Path, default=REPO / "outputs" / "bench_dna_table")
     parser.add_argument("--report", action="store_true", help="run nothing, tabulate")
+    parser.add_argument("--note", default="", help="how the runs shared the machine (header)")
     args = parser.parse_args()
     out = args.out.resolve()
     if not args.report:
@@ -128,7 +129,7 @@ def main() -> None:
             f"The data's 99.9th percentile of the objective: **{world['true']:.3f} true**, "
             f"{world['measured']:.3f} measured. Machine: {platform.machine()}, "
             f"{os.cpu_count()} cores, torch {torch.__version__}; torch threads per run in the "
-            "per-seed table."
+            f"per-seed table. {args.note}".rstrip()
             + (
                 f" Peak resident memory of a run made by this invocation: {peak:.2f} GiB."
                 if peak
