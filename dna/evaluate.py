@@ -135,12 +135,17 @@ def build_world(
         atac=oracles.atac,
         pretrained=pretrained,
         reference=reference,
-        threshold=float(np.quantile(data[target].to_numpy(), 1.0 - TOP_FRACTION)),
+        threshold=measured_threshold(data, target),
         simulated=simulated,
         true_threshold=true_threshold(data, reward) if simulated else None,
         log_lik_times=log_lik_times,
         motifs=list(motifs) if motifs else None,
     )
+
+
+def measured_threshold(data: pd.DataFrame, target: str) -> float:
+    """The 99.9th percentile of the data's measured ``target`` activity."""
+    return float(np.quantile(data[target].to_numpy(), 1.0 - TOP_FRACTION))
 
 
 def true_threshold(data: pd.DataFrame, reward: OracleReward) -> float:

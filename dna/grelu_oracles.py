@@ -26,13 +26,13 @@ from gempo.errors import GempoError
 INSTALL_HINT = 'oracle=grelu needs gReLU: pip install -e ".[grelu]"'
 
 
-def load_grelu_model(path: str | Path, map_location: str | torch.device = "cpu") -> nn.Module:
-    """A ``grelu.lightning.LightningModel`` from its checkpoint, through gReLU, in eval mode."""
+def load_grelu_model(path: Path, map_location: str | torch.device = "cpu") -> nn.Module:
+    """A ``grelu.lightning.LightningModel`` from its checkpoint file (resolved by
+    :func:`~dna.oracle.resolve_oracle_path`), through gReLU, in eval mode."""
     try:
         from grelu.lightning import LightningModel
     except ImportError as err:
         raise GempoError(INSTALL_HINT) from err
-    path = resolve_oracle_path(path)
     model = load_weights_only_first(
         lambda weights_only: LightningModel.load_from_checkpoint(
             path, map_location=map_location, weights_only=weights_only
@@ -71,8 +71,9 @@ class GreluOracle(nn.Module):
 
     def __init__(self, path: str | Path, tasks: Sequence[int | str] = (0, 1, 2)) -> None:
         super().__init__()
+        path = resolve_oracle_path(path)
         self.model = load_grelu_model(path)
-        self.source = str(resolve_oracle_path(path))
+        self.source = str(path)
         self.tasks = task_indices(self.model, tasks, self.source)
 
     def outputs(self, x: Tensor, logits: bool = False) -> Tensor:

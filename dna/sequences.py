@@ -16,7 +16,6 @@ import torch
 from Bio import SeqIO
 from Bio.Seq import Seq
 from Bio.SeqRecord import SeqRecord
-from torch import nn
 
 from gempo.errors import GempoError
 from gempo.runs import atomic_output
@@ -55,16 +54,20 @@ def read_checkpoint(
     containers, no pickled code); a file that is unreadable or holds something else is a
     one-line :class:`GempoError`. ``trusted``: a file that also holds pickled objects (a
     published Lightning checkpoint's config) is then read in full, with a warning."""
-    return load_weights_only_first(
+    payload = load_weights_only_first(
         lambda weights_only: torch.load(path, map_location=map_location, weights_only=weights_only),
         path,
         trusted,
     )
+    if not isinstance(payload, dict):
+        raise GempoError(f"{path}: expected a checkpoint dict, got {type(payload).__name__}")
+    return payload
 
 
 def load_weights_only_first(load: Callable[[bool], Any], path: Path, trusted: bool) -> Any:
     """``load(weights_only)`` with ``weights_only=True``; when that refuses pickled objects and
-    the file is ``trusted``, again with ``False``. Returns a dict; errors are one line."""
+    the file is ``trusted``, again with ``False``. Returns what ``load`` returns; a file it
+    cannot read is a one-line error."""
     try:
         payload = load(True)
     except Exception as err:  # noqa: BLE001 - any unreadable file is a user error here
@@ -78,8 +81,6 @@ def load_weights_only_first(load: Callable[[bool], Any], path: Path, trusted: bo
             payload = load(False)
         except Exception as second:  # noqa: BLE001
             raise GempoError(f"{path}: not a readable checkpoint ({second})") from second
-    if not isinstance(payload, dict | nn.Module):
-        raise GempoError(f"{path}: expected a checkpoint dict, got {type(payload).__name__}")
     return payload
 
 

@@ -21,7 +21,6 @@ from gempo.errors import GempoError
 
 SIMULATED = "simulated"
 REAL = "real"
-WORLDS = (SIMULATED, REAL)
 
 _FIX = {
     REAL: (
@@ -57,19 +56,14 @@ def shipped_world(path: Path, assets_dir: Path) -> str | None:
     return None
 
 
-def world_of(part: Any) -> str | None:
-    """The world a loaded oracle or generator says it belongs to (``None``: unknown)."""
-    return getattr(part, "world", None)
-
-
 def check_worlds(data: str, oracles: Any, generator: Any | None, length: int) -> None:
     """Raise a one-line :class:`GempoError` when the run's parts do not belong together.
 
     ``data``: the data's world (:func:`data_world`); ``oracles``: an object with ``finetune``,
     ``eval`` and ``atac`` (``atac`` may be ``None``); ``generator``: the pretrained generator (or
-    ``None``); ``length``: the data's sequence length. Checked: every part that knows its world
-    is of the data's world; the fine-tune and eval oracles are two models (not one file or one
-    module); the generator's and oracles' sequence length is the data's.
+    ``None``); ``length``: the run's sequence length (the data's rows are read at it). Checked:
+    every part that knows its world is of the data's world; the fine-tune and eval oracles are
+    two models (not one file or one module); every part works on ``length``-bp sequences.
     """
     parts = {
         "oracle.finetune": oracles.finetune,
@@ -78,14 +72,13 @@ def check_worlds(data: str, oracles: Any, generator: Any | None, length: int) ->
         "pretrained": generator,
     }
     for option, part in parts.items():
-        world = world_of(part)
+        world = getattr(part, "world", None)
         if world is not None and world != data:
             raise GempoError(
                 f"{option} belongs to the {world} world but the data is {data}; {_FIX[data]}"
             )
-    same_file = getattr(oracles.finetune, "source", None) is not None and getattr(
-        oracles.finetune, "source", None
-    ) == getattr(oracles.eval, "source", None)
+    source = getattr(oracles.finetune, "source", None)
+    same_file = source is not None and source == getattr(oracles.eval, "source", None)
     if oracles.finetune is oracles.eval or same_file:
         raise GempoError(
             "oracle.finetune and oracle.eval are the same model "

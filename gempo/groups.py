@@ -24,10 +24,6 @@ class GroupBatch:
     x: Tensor
     rewards: Tensor
 
-    @property
-    def group_size(self) -> int:
-        return self.rewards.shape[1]
-
 
 def draw_groups(
     contexts: Tensor,
