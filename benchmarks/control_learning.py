@@ -5,6 +5,11 @@ Stable-Baselines3 SAC as the anchor for this project's SAC, under one evaluation
         --agents gempo_cpu sac sb3_sac --steps 100000 --jobs 2
     python benchmarks/control_learning.py report
 
+A lever is measured as a variant of an agent: ``--variant NAME --overrides KEY=VALUE ...`` adds the
+overrides to this project's runs and records them as agent ``<agent>+<NAME>`` (its own result
+files and rows), e.g. ``--agents gempo_cpu --variant lr3e-4 --overrides
+agent.actor.optimizer.lr=3e-4``.
+
 ``run`` trains every (env, agent, seed) that has no result yet, ``--jobs`` at a time with one
 torch thread each, in ``--runs-dir`` (default ``outputs/benchmarks/control_learning``). This
 project's runs checkpoint at every evaluation and an interrupted one resumes from its last
@@ -39,7 +44,9 @@ from hydra import compose, initialize_config_dir
 
 from control.metrics import read_eval_curve
 from control.train import EVAL_SEED_OFFSET, train
-from gempo.errors import GempoError
+from gempo.errors import GempoError, exit_on_user_error
+
+Variant = tuple[str | None, list[str]]  # (name, extra overrides) of a lever run
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "control_learning"
@@ -47,7 +54,9 @@ FIGURE = REPO / "docs" / "figures" / "control_learning.png"
 COMMON = ["device=cpu", "torch_threads=1", "progress=false", "eval_episodes=10"]
 
 
-def compose_cfg(env: str, agent: str, seed: int, steps: int, eval_every: int):
+def compose_cfg(
+    env: str, agent: str, seed: int, steps: int, eval_every: int, extra: list[str] = ()
+):
     overrides = [
         f"env={env}",
         f"agent={agent}",
@@ -55,6 +64,7 @@ def compose_cfg(env: str, agent: str, seed: int, steps: int, eval_every: int):
         f"total_steps={steps}",
         f"eval_every={eval_every}",
         *COMMON,
+        *extra,
     ]
     with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
         return compose("control_train", overrides=overrides), overrides
@@ -64,10 +74,18 @@ def machine() -> str:
     return f"{platform.machine()} CPU, {os.cpu_count()} cores, torch {torch.__version__}"
 
 
-def run_ours(env: str, agent: str, seed: int, steps: int, eval_every: int, runs: Path) -> dict:
+def label(agent: str, variant: str | None) -> str:
+    """The agent's name in result files and tables: ``agent`` or ``agent+variant``."""
+    return f"{agent}+{variant}" if variant else agent
+
+
+def run_ours(
+    env: str, agent: str, seed: int, steps: int, eval_every: int, runs: Path, variant: Variant
+) -> dict:
     """Train (or resume) one of this project's runs; its curves and counters."""
-    cfg, overrides = compose_cfg(env, agent, seed, steps, eval_every)
-    run_dir = runs / f"{env}_{agent}_seed{seed}"
+    name, extra = variant
+    cfg, overrides = compose_cfg(env, agent, seed, steps, eval_every, extra)
+    run_dir = runs / f"{env}_{label(agent, name)}_seed{seed}"
     last = run_dir / "checkpoints" / "last.ckpt"
     if last.is_file():
         cfg.resume = str(run_dir)
@@ -79,7 +97,7 @@ def run_ours(env: str, agent: str, seed: int, steps: int, eval_every: int, runs:
     curves = {p: read_eval_curve(run_dir / "metrics.csv", p) for p in ("eval", "eval_raw")}
     return {
         "env": cfg.env.id,
-        "agent": agent,
+        "agent": label(agent, name),
         "seed": seed,
         "env_steps": result.env_step,
         "grad_updates": result.grad_updates,
@@ -147,32 +165,48 @@ def run_sb3(env: str, seed: int, steps: int, eval_every: int) -> dict:
     }
 
 
-def one_run(env: str, agent: str, seed: int, steps: int, eval_every: int, runs: str) -> Path:
+def one_run(
+    env: str,
+    agent: str,
+    seed: int,
+    steps: int,
+    eval_every: int,
+    runs: str,
+    variant: Variant,
+    jobs: int,
+) -> Path:
     """One run in a worker process (one torch thread); writes and returns its result file."""
     torch.set_num_threads(1)
     if agent == "sb3_sac":
         data = run_sb3(env, seed, steps, eval_every)
     else:
-        data = run_ours(env, agent, seed, steps, eval_every, Path(runs))
-    data.update(machine=machine(), torch_threads=1, budget_env_steps=steps)
-    path = RESULTS / f"{env}_{agent}_seed{seed}.json"
+        data = run_ours(env, agent, seed, steps, eval_every, Path(runs), variant)
+    data.update(machine=machine(), torch_threads=1, budget_env_steps=steps, jobs=jobs)
+    path = RESULTS / f"{env}_{data['agent']}_seed{seed}.json"
     path.write_text(json.dumps(data, indent=1) + "\n")
     return path
 
 
 def run(args: argparse.Namespace) -> None:
+    if bool(args.variant) != bool(args.overrides):
+        raise GempoError("--variant NAME and --overrides KEY=VALUE ... go together")
+    if args.variant and "sb3_sac" in args.agents:
+        raise GempoError("--variant applies to this project's agents, not sb3_sac")
     RESULTS.mkdir(parents=True, exist_ok=True)
+    variant = (args.variant, list(args.overrides or []))
     todo = [
         (env, agent, seed)
         for seed in args.seeds
         for env in args.envs
         for agent in args.agents
-        if not (RESULTS / f"{env}_{agent}_seed{seed}.json").is_file()
+        if not (RESULTS / f"{env}_{label(agent, args.variant)}_seed{seed}.json").is_file()
     ]
     print(f"{len(todo)} runs to do, {args.jobs} at a time: {todo}", flush=True)
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         futures = {
-            pool.submit(one_run, *job, args.steps, args.eval_every, str(args.runs_dir)): job
+            pool.submit(
+                one_run, *job, args.steps, args.eval_every, str(args.runs_dir), variant, args.jobs
+            ): job
             for job in todo
         }
         for future in as_completed(futures):
@@ -195,6 +229,7 @@ def as_runs(results: list[dict]) -> list[Run]:
                 "wall_s": data["wall_s_this_process"],
                 "resumed": data["resumed"],
                 "machine": data["machine"],
+                "jobs": data.get("jobs", 2),
             },
         )
         for data in results
@@ -207,13 +242,16 @@ def report(args: argparse.Namespace) -> None:
         raise GempoError(f"no results in {RESULTS}; run `control_learning.py run` first")
     runs = as_runs(results)
     rows = table(runs)
-    walls = ["| env | agent | seed | env steps | wall (h) |", "|---|---|---|---|---|"]
+    walls = [
+        "| env | agent | seed | env steps | wall (h) | runs at a time |",
+        "|---|---|---|---|---|---|",
+    ]
     for (env, agent), members in group(runs).items():
         for run in members:
             resumed = " (resumed)" if run.meta["resumed"] else ""
             walls.append(
                 f"| {env} | {agent} | {run.seed} | {run.meta['env_steps']} | "
-                f"{run.meta['wall_s'] / 3600:.2f}{resumed} |"
+                f"{run.meta['wall_s'] / 3600:.2f}{resumed} | {run.meta['jobs']} |"
             )
     machines = sorted({r.meta["machine"] for r in runs})
     text = (
@@ -224,7 +262,10 @@ def report(args: argparse.Namespace) -> None:
         "(`benchmarks/aggregate.py`). "
         "`eval`: each agent's evaluation rule (GeMPO best of 10 samples by min-Q, SAC its mean "
         "action); `eval_raw`: one GeMPO policy sample (SAC: the mean action again). Machine: "
-        f"{'; '.join(machines)}; one torch thread per run, two runs at a time.\n\n"
+        f"{'; '.join(machines)}; one torch thread per run, runs at a time as in the wall-time "
+        "table. "
+        "An agent `<agent>+<variant>` is the agent with the overrides in its result files' "
+        "`overrides` (a lever measured against the preset).\n\n"
         + markdown(rows, ["eval", "eval_raw"])
         + "\nWall time per run; a resumed run's counts only the process that finished it.\n\n"
         + "\n".join(walls)
@@ -237,6 +278,7 @@ def report(args: argparse.Namespace) -> None:
     print(f"figure: {plot(runs, FIGURE, 'evaluation return (eval rule)')}")
 
 
+@exit_on_user_error
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -250,6 +292,8 @@ def main() -> None:
     go.add_argument("--eval-every", type=int, default=10_000)
     go.add_argument("--jobs", type=int, default=2, help="runs at a time")
     go.add_argument("--runs-dir", type=Path, default=REPO / "outputs/benchmarks/control_learning")
+    go.add_argument("--variant", help="name of a lever: results go to agent <agent>+<variant>")
+    go.add_argument("--overrides", nargs="+", help="the variant's config overrides KEY=VALUE")
     sub.add_parser("report", help="tables and the figure from the result files")
     args = parser.parse_args()
     run(args) if args.command == "run" else report(args)
