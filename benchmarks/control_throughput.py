@@ -10,7 +10,12 @@ the first step: ``agent.actor_starts=0``) for each agent in turn, so load on the
 affects them alike; the median over rounds is reported. ``--reference-steps`` (default 20)
 times the slow reference settings. ``--compile MODE`` adds this project's SAC and the reference
 settings with ``compile=MODE``, timed in the same rounds (eager vs compiled). Writes
-``benchmarks/results/control_throughput_<device>.json``.
+``benchmarks/results/control_throughput_<device>.json`` (``--tag NAME``:
+``control_throughput_<device>_<NAME>.json``), with the commit of the ``control`` code it timed.
+Code of another checkout is timed by this script with ``PYTHONPATH=<checkout>`` (a before/after
+comparison, each against its own SB3 peer):
+
+    PYTHONPATH=../old python benchmarks/control_throughput.py --tag before --threads 1
 SB3 is optional (``pip install -e ".[baselines]"``); without it the SB3 column is skipped and
 the script says so.
 """
@@ -23,6 +28,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -30,10 +36,13 @@ from pathlib import Path
 import torch
 from hydra import compose, initialize_config_dir
 
+import control
 from control.agent import resolve_device
 from control.train import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
+CODE = Path(control.__file__).resolve().parents[1]
+"""The checkout whose code (and configs) are timed: this one, or another's on ``PYTHONPATH``."""
 
 
 class Ours:
@@ -62,7 +71,7 @@ class Ours:
             f"torch_threads={threads if threads else 'null'}",
             "plot=false",
         ]
-        with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+        with initialize_config_dir(config_dir=str(CODE / "configs"), version_base="1.3"):
             self.cfg = compose("control_train", overrides=overrides)
         self.tmp = tempfile.TemporaryDirectory()
         self.trainer = Trainer(self.cfg, Path(self.tmp.name))
@@ -131,6 +140,24 @@ class SB3SAC:
         return steps / (time.perf_counter() - start)
 
 
+def code_commit() -> str:
+    """The commit of the checkout whose ``control`` package is imported (``+dirty`` when it
+    has uncommitted changes), or ``unknown`` outside a git checkout."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", "-C", str(CODE), *args], capture_output=True, text=True)
+        if done.returncode:
+            raise OSError(done.stderr)
+        return done.stdout.strip()
+
+    try:
+        head = git("rev-parse", "--short", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no")
+    except OSError:
+        return "unknown"
+    return f"{head}+dirty" if dirty else head
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -149,11 +176,12 @@ def main() -> None:
         default=None,
         help="also time sac and gempo with compile=<mode> (reduce-overhead: CUDA graphs)",
     )
+    parser.add_argument("--tag", default=None, help="suffix of the result file's name")
     args = parser.parse_args()
     device = resolve_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CODE / "configs"), version_base="1.3"):
         env_id = compose("control_train", overrides=[f"env={args.env}"]).env.id
     agents = {
         name: Ours(args.env, name, args.learning_starts, str(device), args.threads)
@@ -178,6 +206,7 @@ def main() -> None:
             rates[name].append(agent.time(steps))
             print(f"round {round_ + 1}: {name} {rates[name][-1]:.2f} env steps/s", flush=True)
     result = {
+        "code": code_commit(),
         "env": env_id,
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device)
@@ -204,7 +233,8 @@ def main() -> None:
         result["ratio_to_sb3_sac"] = {
             name: round(result[name]["env_steps_per_s"] / sb3, 3) for name in agents
         }
-    out = REPO / "benchmarks" / "results" / f"control_throughput_{device.type}.json"
+    suffix = f"_{args.tag}" if args.tag else ""
+    out = REPO / "benchmarks" / "results" / f"control_throughput_{device.type}{suffix}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     print(f"-> {out}")

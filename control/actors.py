@@ -7,7 +7,6 @@ Observations given to an actor are already normalized; actions are in ``[-1, 1]`
 
 from __future__ import annotations
 
-import copy
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
@@ -22,11 +21,12 @@ from control.profiling import SectionTimer
 from gempo.errors import GempoError
 from gempo.groups import draw_groups
 from gempo.losses import GeMPOObjective
-from gempo.nets import MLPVelocityField, freeze
+from gempo.module import GeMPOModule
+from gempo.nets import MLPVelocityField
 from gempo.policies import ContinuousFlowPolicy
 from gempo.weights import SimplexWeight
 
-OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+OptimizerFactory = Callable[[Iterable[nn.Parameter] | Iterable[dict]], torch.optim.Optimizer]
 
 
 ActMode = Literal["explore", "eval", "eval_raw"]
@@ -37,7 +37,8 @@ one plain policy sample (a flow policy's counterpart of SAC's mean action)."""
 class Actor(nn.Module, ABC):
     """What the actor-critic loop needs from a policy."""
 
-    optimizers: dict[str, torch.optim.Optimizer]
+    actor_optimizers: dict[str, torch.optim.Optimizer]
+    """The actor's optimizers by name (the agent steps and checkpoints them with the critic's)."""
 
     @abstractmethod
     def act(self, obs: Tensor, critic: TwinCritic, mode: ActMode) -> Tensor:
@@ -76,20 +77,22 @@ AT_BOUND = 0.999
 """An action coordinate with ``|a| >= AT_BOUND`` counts as at the box's face."""
 
 
-class FlowActor(Actor):
+class FlowActor(GeMPOModule, Actor):
     """A flow policy on ``R^act_dim`` (MLP velocity field on ``[u_t, s, time]``, ``steps``
     Euler steps) whose samples ``u`` act as ``a = tanh(u)`` in the box ``[-1, 1]^act_dim``,
-    improved by GeMPO.
+    improved by GeMPO: the core's :class:`~gempo.module.GeMPOModule`, specialised for the
+    actor-critic loop, which drives its step (manual optimisation) once per actor update.
 
-    Actor update, for ``G`` states (``actor_batch`` of the critic's batch, or all of it):
-    draw ``N = group_size`` latents per state from the **proposal policy**, a frozen copy of
-    the policy refreshed every ``proposal_every`` actor updates, add Gaussian noise of std
-    ``proposal_noise`` to their actions ``tanh(u)`` (kept within ``|a| <= 0.999``), score the
-    noisy actions with the critic (``score``: the mean or the min of the twin heads), and take
-    one step of ``objective`` (the weights, the reweighted flow-matching loss on their latents
-    ``atanh(a)``, and the temperature's own loss when it is learned). All ``G * N * steps``
-    network calls of the proposal are one batched solve, run in ``sample_dtype`` (``bfloat16``
-    autocast; no gradient flows through it).
+    Actor update, for ``G`` states (``actor_batch`` of the critic's batch, or all of it): the
+    core's step with the states as contexts. Its proposal policy (a frozen copy of the policy
+    refreshed every ``proposal_every`` actor updates) draws ``N = group_size`` actions per
+    state, plus Gaussian noise of std ``proposal_noise`` on the action (kept within
+    ``|a| <= 0.999``; :meth:`propose`); the critic scores the noisy actions (``score``: the mean
+    or the min of the twin heads); ``objective`` weights them and fits the flow to their
+    latents ``atanh(a)`` (with the temperature's own loss when it is learned), and one
+    optimizer step covers the policy and the temperature. All ``G * N * steps`` network calls
+    of the proposal are one batched solve, run in ``sample_dtype`` (``bfloat16`` autocast; no
+    gradient flows through it).
 
     The flow lives on ``R^act_dim`` and is never fitted to samples clamped onto the box's
     faces; the box is reached by ``tanh``, a bijection, as in SAC.
@@ -105,7 +108,6 @@ class FlowActor(Actor):
         act_dim: int,
         objective: GeMPOObjective,
         optimizer: OptimizerFactory,
-        temperature_optimizer: OptimizerFactory | None = None,
         hidden: int = 256,
         depth: int = 3,
         time_dim: int = 64,
@@ -122,7 +124,6 @@ class FlowActor(Actor):
         eval_candidates: int = 10,
         grad_clip: float | None = None,
     ) -> None:
-        super().__init__()
         for name, value in (("act_noise", act_noise), ("proposal_noise", proposal_noise)):
             if value < 0:
                 raise GempoError(f"agent.actor.{name} must be >= 0, got {value}")
@@ -135,7 +136,7 @@ class FlowActor(Actor):
             )
         if error_clip is not None and not error_clip > 0:
             raise GempoError(f"agent.actor.error_clip must be > 0 or null, got {error_clip}")
-        self.policy = ContinuousFlowPolicy(
+        policy = ContinuousFlowPolicy(
             MLPVelocityField(
                 dim=act_dim, cond_dim=obs_dim, hidden=hidden, depth=depth, time_dim=time_dim
             ),
@@ -143,41 +144,30 @@ class FlowActor(Actor):
             steps=_positive_int("steps", steps),
             error_clip=error_clip,
         )
-        self.proposal = freeze(copy.deepcopy(self.policy))
-        self.objective = objective
-        self.group_size = _positive_int("group_size", group_size)
+        super().__init__(
+            policy=policy,
+            reward=None,  # the critic, passed at each update
+            objective=objective,
+            optimizer=optimizer,
+            group_size=_positive_int("group_size", group_size),
+            refresh_every=_positive_int("proposal_every", proposal_every),
+        )
+        self.automatic_optimization = False
         if isinstance(objective.weight, SimplexWeight):
             objective.weight.check_group_size(self.group_size)
         self.actor_batch = (
             None if actor_batch is None else _positive_int("actor_batch", actor_batch)
         )
-        self.proposal_every = _positive_int("proposal_every", proposal_every)
         self.proposal_noise = float(proposal_noise)
-        self.score = score
+        self.score_rule = score
         self.sample_dtype = SAMPLE_DTYPES[sample_dtype]
         self.act_candidates = _positive_int("act_candidates", act_candidates)
         self.eval_candidates = _positive_int("eval_candidates", eval_candidates)
         self.act_noise = float(act_noise)
         self.grad_clip = grad_clip
-        self.actor_updates = 0
-        self.optimizers = {"actor": optimizer(self.policy.parameters())}
-        temperature = objective.temperature_parameters()
-        if temperature:
-            if temperature_optimizer is None:
-                raise GempoError(
-                    "a weight with a learned temperature (target_kl) needs "
-                    "agent.actor.temperature_optimizer"
-                )
-            self.optimizers["temperature"] = temperature_optimizer(temperature)
+        self.actor_optimizers = {"actor": self.configure_optimizers()}
 
     HOT_PATHS = ("best_of", "target_actions", "proposals", "fit_loss")
-
-    def get_extra_state(self) -> dict:
-        """The actor-update count (it times the proposal's refresh) travels in the state dict."""
-        return {"actor_updates": self.actor_updates}
-
-    def set_extra_state(self, state: dict) -> None:
-        self.actor_updates = int(state["actor_updates"])
 
     @torch.no_grad()
     def sample_latents(self, policy: ContinuousFlowPolicy, obs: Tensor) -> Tensor:
@@ -219,19 +209,15 @@ class FlowActor(Actor):
 
     @torch.no_grad()
     def proposals(self, obs: Tensor, critic: TwinCritic) -> tuple[Tensor, Tensor, Tensor]:
-        """The group of each state: ``cond`` ``(G * N, obs_dim)``, latents ``(G * N, act_dim)``
-        of the frozen proposal's actions plus noise, and their scores ``(G, N)``."""
-        groups = draw_groups(
-            obs,
-            self.group_size,
-            self.noisy_proposal,
-            lambda cond, a: self.candidate_scores(critic(cond, a)),
-        )
+        """The core's draw with the critic as the score: ``cond`` ``(G * N, obs_dim)``, latents
+        ``(G * N, act_dim)`` of the frozen proposal's actions plus noise, and their scores
+        ``(G, N)``."""
+        groups = self.draw(obs, lambda cond, a: self.candidate_scores(critic(cond, a)))
         # the flow is fitted to the latent of the noisy action (kept inside the faces, so the
         # latent stays finite)
         return groups.cond, torch.atanh(groups.x), groups.rewards
 
-    def noisy_proposal(self, cond: Tensor) -> Tensor:
+    def propose(self, cond: Tensor) -> Tensor:
         """One action of the frozen proposal per row of ``cond``, plus Gaussian noise on the
         action as in the reference, clamped inside the faces: ``(batch, act_dim)``."""
         actions = torch.tanh(self.sample_latents(self.proposal, cond))
@@ -240,13 +226,13 @@ class FlowActor(Actor):
 
     def candidate_scores(self, q: Tensor) -> Tensor:
         """The critic's ``(2, batch)`` values as one score per candidate: their mean or min."""
-        return q.mean(0) if self.score == "mean" else q.amin(0)
+        return q.mean(0) if self.score_rule == "mean" else q.amin(0)
 
     def fit_loss(
         self, latents: Tensor, cond: Tensor, scores: Tensor
     ) -> tuple[Tensor, dict[str, Tensor]]:
-        """The objective's loss on a group batch and its stats (scalar tensors)."""
-        step = self.objective(self.policy, latents, cond, scores)
+        """The core's loss on a group batch and its stats (scalar tensors)."""
+        step = self.gempo_loss(cond, latents, scores)
         return step.loss, step.stats
 
     def update(self, obs: Tensor, critic: TwinCritic, timer: SectionTimer) -> dict[str, Tensor]:
@@ -256,16 +242,13 @@ class FlowActor(Actor):
             cond, latents, scores = self.proposals(obs, critic)
         with timer.section("actor_step"):
             loss, step_stats = self.fit_loss(latents, cond, scores)
-            for optimizer in self.optimizers.values():
-                optimizer.zero_grad(set_to_none=True)
+            optimizer = self.actor_optimizers["actor"]
+            optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if self.grad_clip is not None:
                 nn.utils.clip_grad_norm_(self.policy.parameters(), self.grad_clip)
-            for optimizer in self.optimizers.values():
-                optimizer.step()
-        self.actor_updates += 1
-        if self.actor_updates % self.proposal_every == 0:
-            self.proposal.load_state_dict(self.policy.state_dict())
+            optimizer.step()
+        self.after_update()
         actions = rearrange(torch.tanh(latents), "(g n) a -> g n a", n=self.group_size)
         stats = {f"actor/{k}": v for k, v in step_stats.items()}
         stats["actor/loss"] = loss.detach()
@@ -296,7 +279,7 @@ class GaussianActor(Actor):
         self.net = mlp(obs_dim, 2 * act_dim, hidden, depth, nn.ReLU)
         self.log_alpha = nn.Parameter(torch.tensor(math.log(initial_alpha)))
         self.target_entropy = -float(act_dim)
-        self.optimizers = {
+        self.actor_optimizers = {
             "actor": optimizer(self.net.parameters()),
             "alpha": optimizer([self.log_alpha]),
         }
@@ -339,13 +322,13 @@ class GaussianActor(Actor):
     def update(self, obs: Tensor, critic: TwinCritic, timer: SectionTimer) -> dict[str, Tensor]:
         with timer.section("actor_step"):
             loss, alpha, log_prob = self.actor_loss(obs, critic)
-            self.optimizers["actor"].zero_grad(set_to_none=True)
+            self.actor_optimizers["actor"].zero_grad(set_to_none=True)
             loss.backward()
-            self.optimizers["actor"].step()
+            self.actor_optimizers["actor"].step()
             alpha_loss = -(self.log_alpha * (log_prob.detach() + self.target_entropy)).mean()
-            self.optimizers["alpha"].zero_grad(set_to_none=True)
+            self.actor_optimizers["alpha"].zero_grad(set_to_none=True)
             alpha_loss.backward()
-            self.optimizers["alpha"].step()
+            self.actor_optimizers["alpha"].step()
         return {
             "actor/loss": loss.detach(),
             "actor/alpha": alpha,

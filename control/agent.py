@@ -53,7 +53,10 @@ class ActorCritic(nn.Module):
         self.tau = tau
         self.actor_every = actor_every
         self.timer = timer or SectionTimer(enabled=False)
-        self.optimizers = {"critic": critic_optimizer(critic.parameters()), **actor.optimizers}
+        self.optimizers = {
+            "critic": critic_optimizer(critic.parameters()),
+            **actor.actor_optimizers,
+        }
         self.updates = 0
         self.capturable = False  # optimizers keep their step counts on the GPU (compiled steps)
 

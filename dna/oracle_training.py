@@ -28,7 +28,14 @@ from dna.oracle import AccessibilityClassifier, PredActivityOracle, SequenceCNN,
 from dna.sequences import encode
 from dna.worlds import data_world
 from gempo.errors import GempoError
-from gempo.runs import atomic_output, claim_export, claim_run_dir, command_line, run_directory
+from gempo.runs import (
+    atomic_output,
+    claim_export,
+    claim_run_dir,
+    command_line,
+    hydra_main,
+    run_directory,
+)
 
 log = logging.getLogger(__name__)
 
@@ -345,3 +352,9 @@ def train_from_config(cfg: DictConfig) -> dict[str, Any]:
         export(cfg, runs, truth)
     log.info("metrics: %s", json.dumps(summary, indent=2))
     return summary
+
+
+@hydra_main("dna_oracle")
+def main(cfg: DictConfig) -> dict[str, Any]:
+    """Train the oracles selected by ``oracle=`` (``python -m dna.oracle``)."""
+    return train_from_config(cfg)

@@ -22,7 +22,7 @@ from dna.model import SequenceGenerator, check_architecture, load_generator, rec
 from dna.rewards import OracleReward
 from dna.sequences import encode
 from gempo.errors import GempoError
-from gempo.losses import GeMPOObjective, ReweightedLoss
+from gempo.losses import GeMPOObjective
 from gempo.module import AnchorController, BestFeasibleSnapshot, DataReplay, GeMPOModule
 from gempo.runs import check_minimums, config_number
 
@@ -79,12 +79,15 @@ def validate_finetune_config(cfg: DictConfig) -> None:
         "final.num_samples": 1,
         "final.batch_size": 1,
         "checkpoint_every": 0,
-        "loss_times": 1,
+        "objective.loss_times": 1,
         "updates_per_batch": 1,
     }
     check_minimums(cfg, minimums)
-    if cfg.normalization == "zscore" and int(cfg.group_size) < 2:
-        raise GempoError("normalization=zscore needs group_size >= 2")
+    if cfg.objective.normalization == "zscore" and int(cfg.group_size) < 2:
+        raise GempoError("objective.normalization=zscore needs group_size >= 2")
+    for key in ("reg.alpha", "reg.data"):
+        if config_number(cfg, key) < 0:
+            raise GempoError(f"{key} must be >= 0, got {OmegaConf.select(cfg, key)}")
     data = config_number(cfg, "reg.data")
     if cfg.reg.data_target is not None and not data > 0:
         raise GempoError(
@@ -151,18 +154,12 @@ def build_module(
     reference_kmers: np.ndarray | None = None,
     data: pd.DataFrame | None = None,
 ) -> DNAGeMPOModule:
-    """The GeMPO LightningModule from config (weight, normalization, loss, reg, schedule);
+    """The GeMPO LightningModule from config (the ``objective`` group, reg, schedule);
     ``reference_kmers``: the 3-mer counts ``(64,)`` the batches' 3-mer correlation is logged
     against (the closeness that ``reg.data_target`` and ``final.min_kmer3_corr`` use); ``data``:
     the world's sequences (column ``seq``), replayed when ``reg.data > 0``."""
-    objective = GeMPOObjective(
-        weight=instantiate(cfg.weight),
-        normalization=cfg.normalization,
-        loss=ReweightedLoss(**OmegaConf.to_container(cfg.loss, resolve=True)),
-        reg_alpha=float(cfg.reg.alpha),
-        loss_times=int(cfg.loss_times),
-        reward_cap=cfg.reward_cap,
-        data_alpha=float(cfg.reg.data),
+    objective: GeMPOObjective = instantiate(
+        cfg.objective, reg_alpha=float(cfg.reg.alpha), data_alpha=float(cfg.reg.data)
     )
     reference = copy.deepcopy(generator) if cfg.reg.alpha > 0 else None
     replay = None
@@ -200,5 +197,4 @@ def build_module(
         closeness_key="kmer3_corr",
         anchor=anchor,
         select=select,
-        temperature_lr=float(cfg.temperature_lr),
     )

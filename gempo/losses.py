@@ -111,7 +111,9 @@ class GeMPOObjective(nn.Module):
     ``data_alpha``: weight of the data anchor, the unweighted loss on samples of the data the
     policy was pretrained on (passed to :meth:`forward` as ``data``). It makes the target
     ``mu* + data_alpha * p_data``: the behaviour samples' own errors (which training on them
-    would compound) are pulled back toward the data at every step."""
+    would compound) are pulled back toward the data at every step.
+    ``temperature_lr``: learning rate of the learned temperature's own parameter group in the
+    owner's optimizer."""
 
     def __init__(
         self,
@@ -122,8 +124,12 @@ class GeMPOObjective(nn.Module):
         loss_times: int = 1,
         reward_cap: float | None = None,
         data_alpha: float = 0.0,
+        temperature_lr: float = 3e-4,
     ) -> None:
         super().__init__()
+        if not temperature_lr > 0:
+            raise GempoError(f"objective.temperature_lr must be > 0, got {temperature_lr}")
+        self.temperature_lr = float(temperature_lr)
         if reg_alpha < 0:
             raise GempoError(f"reg.alpha must be >= 0, got {reg_alpha}")
         if data_alpha < 0:

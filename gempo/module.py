@@ -1,12 +1,18 @@
-"""The LightningModule for online GeMPO: sample, score, weight, match.
+"""The LightningModule of GeMPO: sample, score, weight, match.
 
-Each training batch is a tensor of contexts ``(groups, cond_dim)`` (``cond_dim = 0`` for an
-unconditional policy; see :class:`ContextStream`). For every context the frozen behaviour
-policy draws ``group_size`` samples and the reward scores them: with the weights, that batch
-defines the target measure ``mu* = pi_old * g(A)``. The trainable policy then fits it with
-``updates_per_batch`` reweighted flow-matching steps (fresh path times each step) before the
-next batch is drawn. The behaviour policy is refreshed from the current one every
-``refresh_every`` steps (1 = on-policy).
+One GeMPO step, the same for every pipeline: for each context the frozen **proposal** policy
+(a copy of the policy refreshed every ``refresh_every`` optimizer steps; 1 = on-policy) draws
+``group_size`` candidates (:meth:`GeMPOModule.propose`), a reward or a critic scores them,
+and with the weights that batch defines the target measure ``mu* = pi_old * g(A)``
+(:meth:`GeMPOModule.draw`); the policy then fits it by reweighted flow matching
+(:meth:`GeMPOModule.gempo_loss`, then :meth:`GeMPOModule.after_update` after the optimizer
+step).
+
+:class:`GeMPOModule` drives that step with Lightning's automatic optimisation on a stream of
+context batches ``(groups, cond_dim)`` (``cond_dim = 0`` for an unconditional policy; see
+:class:`ContextStream`), fitting each scored batch with ``updates_per_batch`` steps (the DNA
+pipeline). An online loop that owns its schedule (the control actor) specialises it, overriding
+:meth:`~GeMPOModule.propose` and calling the same step with its own optimizer.
 """
 
 from __future__ import annotations
@@ -23,8 +29,8 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import IterableDataset
 
 from gempo.errors import GempoError
-from gempo.groups import draw_groups
-from gempo.losses import GeMPOObjective
+from gempo.groups import GroupBatch, draw_groups
+from gempo.losses import GeMPOObjective, GeMPOStep
 from gempo.nets import freeze
 from gempo.policies import GenerativePolicy
 from gempo.weights import check_finite_rewards
@@ -171,16 +177,18 @@ class BestFeasibleSnapshot:
 
 
 class GeMPOModule(pl.LightningModule):
-    """Online GeMPO fine-tuning of a :class:`GenerativePolicy` against a reward.
+    """Online GeMPO training of a :class:`GenerativePolicy` against a reward.
 
     Args:
         policy: the trainable policy (its initial weights are the starting point).
-        reward: scores behaviour samples; an ``nn.Module`` reward is frozen and moved with the
-            module.
-        objective: normalization, weight function, reweighted loss and regularization.
-        optimizer: builds the optimizer from the policy's parameters (a Hydra ``_partial_``).
+        reward: scores candidates; an ``nn.Module`` reward is frozen and moved with the module
+            (``None``: the owner passes its own ``score`` to :meth:`draw`, e.g. a critic).
+        objective: normalization, weight function, reweighted loss and regularization, and
+            the learned temperature's learning rate.
+        optimizer: builds the optimizer from parameter groups (a Hydra ``_partial_``): the
+            policy's, and the learned temperature's at ``objective.temperature_lr``.
         group_size: samples per context, ``N``.
-        refresh_every: optimizer steps between behaviour-policy refreshes.
+        refresh_every: optimizer steps between refreshes of the proposal policy.
         reference: a frozen policy to regularize toward (e.g. the pretrained model); used when
             ``objective.reg_alpha > 0``.
         ema_decay: keep an exponential moving average of the policy (``None`` for none); the
@@ -197,8 +205,6 @@ class GeMPOModule(pl.LightningModule):
             ``objective.data_alpha``); needs ``data`` and ``closeness``.
         select: keeps the best feasible behaviour policy, which :meth:`sampling_policy` then
             returns; needs ``closeness``.
-        temperature_lr: learning rate of the weight function's learned temperature (a
-            :class:`~gempo.weights.SimplexWeight` with ``target_kl``), its own parameter group.
     """
 
     BATCH_KEY = "gempo_behaviour_batch"
@@ -210,7 +216,7 @@ class GeMPOModule(pl.LightningModule):
     def __init__(
         self,
         policy: GenerativePolicy,
-        reward: Reward,
+        reward: Reward | None,
         objective: GeMPOObjective,
         optimizer: OptimizerFactory,
         group_size: int = 16,
@@ -223,7 +229,6 @@ class GeMPOModule(pl.LightningModule):
         closeness_key: str = "closeness",
         anchor: AnchorController | None = None,
         select: BestFeasibleSnapshot | None = None,
-        temperature_lr: float = 3e-4,
     ) -> None:
         super().__init__()
         if updates_per_batch < 1:
@@ -239,7 +244,7 @@ class GeMPOModule(pl.LightningModule):
         if closeness is None and (anchor is not None or select is not None):
             raise GempoError("an adaptive anchor or a feasible-snapshot selection needs closeness")
         self.policy = policy
-        self.behaviour = freeze(copy.deepcopy(policy))
+        self.proposal = freeze(copy.deepcopy(policy))
         self.reward = freeze(reward) if isinstance(reward, torch.nn.Module) else reward
         self.objective = objective
         self.optimizer_factory = optimizer
@@ -259,12 +264,19 @@ class GeMPOModule(pl.LightningModule):
         self.closeness_key = closeness_key
         self.anchor = anchor
         self.select = select
-        self.temperature_lr = temperature_lr
-        self.register_buffer("optimizer_steps", torch.zeros((), dtype=torch.long))
+        self.optimizer_steps = 0
+        """Optimizer steps taken (they time the proposal's refresh); a Python number, so that
+        counting never waits for the device, checkpointed as the module's extra state."""
         self.register_buffer("samples_scored", torch.zeros((), dtype=torch.long))
         self.batch: tuple[Tensor, Tensor, Tensor] | None = None
-        """The behaviour batch being fitted: ``cond``, ``x`` and rewards ``(groups, N)``."""
+        """The scored batch being fitted: ``cond``, ``x`` and rewards ``(groups, N)``."""
         self._restored_rng: tuple[Tensor | None, list[Tensor] | None] | None = None
+
+    def get_extra_state(self) -> dict[str, int]:
+        return {"optimizer_steps": self.optimizer_steps}
+
+    def set_extra_state(self, state: dict[str, int]) -> None:
+        self.optimizer_steps = int(state["optimizer_steps"])
 
     def sampling_policy(self) -> GenerativePolicy:
         """The policy to draw final samples from: the ``select`` snapshot when one was taken,
@@ -282,14 +294,44 @@ class GeMPOModule(pl.LightningModule):
 
     def score(self, cond: Tensor, x: Tensor) -> Tensor:
         """Rewards ``(batch,)`` of samples ``x`` under contexts ``cond``."""
+        if self.reward is None:
+            raise GempoError("this GeMPOModule has no reward: pass score= to draw()")
         with torch.no_grad():
             return check_finite_rewards(self.reward(cond, x).float())
+
+    def propose(self, cond: Tensor) -> Tensor:
+        """One candidate per row of ``cond`` ``(batch, cond_dim)`` from the proposal policy."""
+        return self.proposal.sample(cond)
+
+    def draw(
+        self, contexts: Tensor, score: Callable[[Tensor, Tensor], Tensor] | None = None
+    ) -> GroupBatch:
+        """The sampling half of a GeMPO step: ``group_size`` candidates per context
+        ``(G, cond_dim)`` from :meth:`propose`, scored by ``score`` (default :meth:`score`)."""
+        return draw_groups(contexts, self.group_size, self.propose, score or self.score)
+
+    def gempo_loss(self, cond: Tensor, x: Tensor, rewards: Tensor) -> GeMPOStep:
+        """The fitting half: weights of ``rewards`` ``(G, N)`` and the reweighted loss of the
+        policy on ``x`` ``(G * N, ...)`` under ``cond`` ``(G * N, cond_dim)``, with the reference
+        and the data anchor (at :meth:`data_weight`) when the objective uses them."""
+        weight = self.data_weight()
+        data = self.data.draw(x.device) if self.data is not None and weight > 0 else None
+        return self.objective(self.policy, x, cond, rewards, self.reference, data, weight)
+
+    def after_update(self) -> None:
+        """After each optimizer step: count it, update the EMA, refresh the proposal policy
+        every ``refresh_every`` steps."""
+        self.optimizer_steps += 1
+        if self.ema is not None:
+            self.ema.update_parameters(self.policy)
+        if self.optimizer_steps % self.refresh_every == 0:
+            self.proposal.load_state_dict(self.policy.state_dict())
 
     def behaviour_batch(self, contexts: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """The batch to fit this step: drawn and scored anew every ``updates_per_batch`` steps,
         else the current one."""
-        if self.batch is None or int(self.optimizer_steps) % self.updates_per_batch == 0:
-            drawn = draw_groups(contexts, self.group_size, self.behaviour.sample, self.score)
+        if self.batch is None or self.optimizer_steps % self.updates_per_batch == 0:
+            drawn = self.draw(contexts)
             self.samples_scored += drawn.x.shape[0] * self.trainer.world_size  # every rank scores
             self.batch = (drawn.cond, drawn.x, drawn.rewards)
             if self.closeness is not None:
@@ -297,15 +339,15 @@ class GeMPOModule(pl.LightningModule):
         return self.batch
 
     def track_closeness(self, x: Tensor, rewards: Tensor) -> None:
-        """Log the new behaviour batch's closeness, adapt the anchor and offer the behaviour
-        policy to the selection."""
+        """Log the new scored batch's closeness, adapt the anchor and offer the proposal policy
+        that drew it to the selection."""
         closeness = float(self.across_ranks(torch.tensor(float(self.closeness(x)))).mean())
         self.log(f"train/{self.closeness_key}", closeness)
         if self.anchor is not None:
             self.anchor.update(closeness)
         if self.select is not None:
             self.select.observe(
-                self.behaviour, self.across_ranks(rewards), closeness, int(self.optimizer_steps)
+                self.proposal, self.across_ranks(rewards), closeness, self.optimizer_steps
             )
 
     def data_weight(self) -> float:
@@ -322,26 +364,20 @@ class GeMPOModule(pl.LightningModule):
 
     def training_step(self, contexts: Tensor, batch_idx: int) -> Tensor:
         cond, x, rewards = self.behaviour_batch(contexts)
-        weight = self.data_weight()
-        data = self.data.draw(x.device) if self.data is not None and weight > 0 else None
-        step = self.objective(self.policy, x, cond, rewards, self.reference, data, weight)
+        step = self.gempo_loss(cond, x, rewards)
         self.log("train/loss", step.loss, prog_bar=True)
         self.log_dict({f"train/{k}": v for k, v in step.stats.items()})
         self.log("train/reward", step.stats["reward_mean"], prog_bar=True, logger=False)
         self.log("train/reward_calls", self.samples_scored.float())
         if self.anchor is not None:
-            self.log("train/data_alpha", weight)
+            self.log("train/data_alpha", self.data_weight())
         return step.loss
 
     def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
-        """The optimizer step, then the EMA update and the behaviour refresh, so that every
-        hook and callback after the step (checkpointing included) sees them done."""
+        """The optimizer step, then :meth:`after_update`, so that every hook and callback after
+        the step (checkpointing included) sees it done."""
         super().optimizer_step(*args, **kwargs)
-        self.optimizer_steps += 1
-        if self.ema is not None:
-            self.ema.update_parameters(self.policy)
-        if int(self.optimizer_steps) % self.refresh_every == 0:
-            self.behaviour.load_state_dict(self.policy.state_dict())
+        self.after_update()
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """The batch being fitted, the adaptive anchor's weight, the selected snapshot and the
@@ -405,7 +441,7 @@ class GeMPOModule(pl.LightningModule):
         groups: list[dict[str, Any]] = [{"params": list(self.policy.parameters())}]
         temperature = self.objective.temperature_parameters()
         if temperature:
-            groups.append({"params": temperature, "lr": self.temperature_lr})
+            groups.append({"params": temperature, "lr": self.objective.temperature_lr})
         return self.optimizer_factory(groups)
 
 

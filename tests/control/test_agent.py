@@ -48,8 +48,9 @@ def test_gempo_actor_update_moves_the_flow_toward_high_q_actions():
     torch.manual_seed(0)
     actor = small_actor(
         lr=3e-3,
-        objective=GeMPOObjective(SimplexLinearWeight(target_kl=1.0), normalization="auto"),
-        temperature_optimizer=lambda p: torch.optim.Adam(p, lr=3e-2),
+        objective=GeMPOObjective(
+            SimplexLinearWeight(target_kl=1.0), normalization="auto", temperature_lr=3e-2
+        ),
         hidden=32,
         depth=2,
         steps=4,
@@ -164,7 +165,7 @@ def test_the_frozen_proposal_refreshes_on_schedule_and_only_then():
     assert not any(p.requires_grad for p in actor.proposal.parameters())
     refreshed = zip(initial, actor.proposal.parameters(), strict=True)
     assert not all(torch.equal(a, b) for a, b in refreshed)
-    assert actor.state_dict()["_extra_state"] == {"actor_updates": 7}
+    assert actor.state_dict()["_extra_state"] == {"optimizer_steps": 7}  # times the refresh
 
 
 def test_flow_actions_never_sit_on_the_box_faces_at_initialisation():

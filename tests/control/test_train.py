@@ -62,7 +62,7 @@ def test_a_resumed_run_continues_exactly(make_cfg, tmp_path, agent):
         ), key
     if agent == "gempo":
         model = a["model"]
-        assert model["actor._extra_state"]["actor_updates"] == 342  # 8 proposal refreshes
+        assert model["actor._extra_state"]["optimizer_steps"] == 342  # 8 proposal refreshes
         # the flow's output layer starts at zero: a non-zero proposal layer was refreshed, and
         # 22 updates after the last refresh it differs from the policy's
         proposal = model["actor.proposal.velocity_field.net.4.weight"]

@@ -67,7 +67,7 @@ def tiny(
         "model.steps=4",
         "group_size=16",
         "updates_per_batch=1",  # one update per scored batch (the resume test also tries 2)
-        "loss_times=2",
+        "objective.loss_times=2",
         "optimizer.lr=0.01",
         "ema_decay=0.5",
         "final.num_samples=64",

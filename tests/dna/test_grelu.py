@@ -134,7 +134,7 @@ def test_real_benchmark_runs_end_to_end(release: dict[str, Path], tmp_path: Path
         "--release", str(folder), "--data", str(tmp_path / "gosai_all.csv"),
         "--seeds", "0", "1", "--num-samples", "8", "--sampling-steps", "2", "--out", str(out),
         "--finetune-set", "group_size=8", "trainer.max_steps=2", "updates_per_batch=1",
-        "loss_times=1", "final.log_lik_times=2", "final.batch_size=8",
+        "objective.loss_times=1", "final.log_lik_times=2", "final.batch_size=8",
         "--evaluate-set", "log_lik_times=2", "sample_batch_size=8",
     ]  # fmt: skip
     subprocess.run(command, check=True, cwd=tmp_path, capture_output=True, text=True)

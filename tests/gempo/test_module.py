@@ -68,14 +68,14 @@ def same_parameters(a: torch.nn.Module, b: torch.nn.Module) -> bool:
     return all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
 
 
-def test_behaviour_policy_is_refreshed_on_schedule():
+def test_proposal_policy_is_refreshed_on_schedule():
     module = make_module(refresh_every=3)
     fit(module, 2)
-    assert not same_parameters(module.behaviour, module.policy)
+    assert not same_parameters(module.proposal, module.policy)
     fit(module, 1)  # the module counts its own optimizer steps across trainers: 3 in all
-    assert int(module.optimizer_steps) == 3
-    assert same_parameters(module.behaviour, module.policy)
-    assert not any(p.requires_grad for p in module.behaviour.parameters())
+    assert module.optimizer_steps == 3
+    assert same_parameters(module.proposal, module.policy)
+    assert not any(p.requires_grad for p in module.proposal.parameters())
 
 
 def test_ema_is_what_the_module_samples_from():
@@ -203,7 +203,7 @@ def test_adaptive_anchor_holds_the_policy_near_its_data():
         objective = GeMPOObjective(LinearWeight(), data_alpha=1e-3)
         module = make_module(objective=objective, data=data, anchor=anchor, closeness=closeness)
         fit(module, 120)
-        return -closeness(module.behaviour.sample(torch.zeros(256, 0))), module
+        return -closeness(module.proposal.sample(torch.zeros(256, 0))), module
 
     fixed, _ = final_drift(None)
     held, module = final_drift(AnchorController(target=-0.5, start=1e-3, rate=5.0, high=10.0))
@@ -238,7 +238,7 @@ def test_module_samples_the_selected_behaviour_policy():
 
     def make(min_closeness: float) -> GeMPOModule:
         def closeness(x: torch.Tensor) -> float:  # also records the policy that drew x
-            behaviour_at[int(module.optimizer_steps)] = copy.deepcopy(module.behaviour)
+            behaviour_at[module.optimizer_steps] = copy.deepcopy(module.proposal)
             return -x.mean(0).norm().item()
 
         torch.manual_seed(0)

@@ -1,6 +1,7 @@
 """Pred-Activity oracles and the HepG2 accessibility classifier: models, checkpoints, loading.
 
-``python -m dna.oracle`` trains them (Hydra app, config ``configs/dna_oracle.yaml``):
+``python -m dna.oracle`` trains them (``dna/oracle/__main__.py`` runs
+:func:`dna.oracle_training.main`, Hydra app, config ``configs/dna_oracle.yaml``):
 
     python -m dna.oracle                          # both Pred-Activity oracles (one per half)
     python -m dna.oracle oracle=atac              # the accessibility classifier
@@ -17,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig
 from torch import nn
 
 from dna.data import ACTIVITY_COLUMNS
@@ -32,9 +32,8 @@ from dna.sequences import (
 from dna.worlds import shipped_world
 from gempo.errors import GempoError
 from gempo.nets import freeze
-from gempo.runs import hydra_main
 
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # dna/
 ASSETS_DIR = PACKAGE_DIR / "assets" / "oracles"
 SHIPPED_ORACLES: dict[str, Path] = {
     "finetune": ASSETS_DIR / "pred_activity_finetune.pt",
@@ -239,15 +238,3 @@ class OracleSet:
             if module is not None:
                 module.to(device)
         return self
-
-
-@hydra_main("dna_oracle")
-def main(cfg: DictConfig) -> dict[str, Any]:
-    """Train the oracles selected by ``oracle=`` (see the module docstring)."""
-    from dna.oracle_training import train_from_config
-
-    return train_from_config(cfg)
-
-
-if __name__ == "__main__":
-    main()
