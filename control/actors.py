@@ -16,13 +16,13 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
-from control.critics import TwinCritic, mlp
+from control.critics import TwinCritic
 from control.profiling import SectionTimer
 from gempo.errors import GempoError
 from gempo.groups import draw_groups
 from gempo.losses import GeMPOObjective
 from gempo.module import GeMPOModule
-from gempo.nets import MLPVelocityField
+from gempo.nets import MLPVelocityField, mlp
 from gempo.policies import ContinuousFlowPolicy
 from gempo.weights import SimplexWeight
 

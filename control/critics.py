@@ -5,17 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-
-def mlp(
-    in_dim: int, out_dim: int, hidden: int, depth: int, activation: type[nn.Module]
-) -> nn.Sequential:
-    """``depth`` hidden layers of ``hidden`` units with ``activation``, then a linear output."""
-    layers: list[nn.Module] = []
-    width = in_dim
-    for _ in range(depth):
-        layers += [nn.Linear(width, hidden), activation()]
-        width = hidden
-    return nn.Sequential(*layers, nn.Linear(width, out_dim))
+from gempo.nets import mlp
 
 
 class TwinCritic(nn.Module):

@@ -48,6 +48,18 @@ class SinusoidalTimeEmbedding(nn.Module):
         return self.mlp(torch.cat([angles.sin(), angles.cos()], dim=-1))
 
 
+def mlp(
+    in_dim: int, out_dim: int, hidden: int, depth: int, activation: type[nn.Module]
+) -> nn.Sequential:
+    """``depth`` hidden layers of ``hidden`` units with ``activation``, then a linear output."""
+    layers: list[nn.Module] = []
+    width = in_dim
+    for _ in range(depth):
+        layers += [nn.Linear(width, hidden), activation()]
+        width = hidden
+    return nn.Sequential(*layers, nn.Linear(width, out_dim))
+
+
 class MLPVelocityField(nn.Module):
     """``v_theta(x_t, t, cond)``: an MLP on ``[x_t, cond, time features]``.
 
@@ -60,15 +72,9 @@ class MLPVelocityField(nn.Module):
     ) -> None:
         super().__init__()
         self.time = SinusoidalTimeEmbedding(time_dim)
-        layers: list[nn.Module] = []
-        width = dim + cond_dim + time_dim
-        for _ in range(depth):
-            layers += [nn.Linear(width, hidden), nn.Mish()]
-            width = hidden
-        out = nn.Linear(width, dim)
-        nn.init.zeros_(out.weight)
-        nn.init.zeros_(out.bias)
-        self.net = nn.Sequential(*layers, out)
+        self.net = mlp(dim + cond_dim + time_dim, dim, hidden, depth, nn.Mish)
+        nn.init.zeros_(self.net[-1].weight)  # the flow starts at zero velocity
+        nn.init.zeros_(self.net[-1].bias)
 
     def forward(self, x_t: Tensor, t: Tensor, cond: Tensor) -> Tensor:
         return self.net(torch.cat([x_t, cond, self.time(t)], dim=-1))
