@@ -40,7 +40,7 @@ from dna.data import (
     top_fraction_reference,
 )
 from dna.model import SequenceGenerator, load_generator
-from dna.rewards import OracleReward
+from dna.rewards import OracleReward, cell_reward
 from dna.sequences import SEQ_LEN, decode, encode, read_fasta
 from dna.worlds import REAL, SIMULATED, check_worlds
 from gempo.errors import GempoError
@@ -127,11 +127,11 @@ def build_world(
     pretrained generator, the data table and the objective (``cell`` config)."""
     check_worlds(SIMULATED if simulated else REAL, oracles, pretrained, pretrained.length)
     target = cell["target"]
-    reward = OracleReward(oracles.finetune, **cell)
+    reward = cell_reward(oracles.finetune, cell)
     reference = encode(top_fraction_reference(data, reference_fraction, column=target))
     return EvaluationWorld(
         reward=reward,
-        eval_reward=OracleReward(oracles.eval, **cell),
+        eval_reward=cell_reward(oracles.eval, cell),
         atac=oracles.atac,
         pretrained=pretrained,
         reference=reference,

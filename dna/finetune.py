@@ -35,6 +35,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from dna.report import evaluation_world, final_evaluation, plot_training_curve, write_summary
+from dna.rewards import cell_reward
 from dna.training import build_module, load_oracles, load_pretrained, validate_finetune_config
 from gempo.module import ContextStream
 from gempo.runs import (
@@ -61,7 +62,9 @@ def finetune(cfg: DictConfig) -> dict[str, Any]:
     oracles = load_oracles(cfg)
     with torch.random.fork_rng(devices=[]):  # building it leaves the training RNG stream alone
         world, data = evaluation_world(cfg, oracles, generator)
-    module = build_module(cfg, generator, world.reward, run_dir, world.reference_kmers, data)
+    # training's reward: the fine-tune oracle only (the world's eval oracle and truth report)
+    reward = cell_reward(oracles.finetune, OmegaConf.to_container(cfg.cell, resolve=True))
+    module = build_module(cfg, generator, reward, run_dir, world.reference_kmers, data)
     trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
     trainer = pl.Trainer(
         **trainer_cfg,

@@ -7,6 +7,9 @@ The objective is the ``cell=`` config group: ``hepg2`` (default), ``k562``, ``sk
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
@@ -69,3 +72,10 @@ class OracleReward(nn.Module):
     def forward(self, cond: Tensor, tokens: Tensor) -> Tensor:
         """``cond`` ``(batch, 0)`` (unused), tokens ``(batch, length)`` -> rewards ``(batch,)``."""
         return self.from_activities(self.activities(tokens))
+
+
+def cell_reward(oracle: nn.Module, cell: Mapping[str, Any]) -> OracleReward:
+    """The ``cell=`` objective (a config mapping: ``target``, ``off_target_weight``) under
+    ``oracle``: what fine-tuning maximises with the fine-tune oracle, and what evaluation
+    reports under the eval oracle."""
+    return OracleReward(oracle, **cell)
