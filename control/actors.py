@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
 from typing import Literal
 
 import torch
@@ -21,13 +20,10 @@ from control.profiling import SectionTimer
 from gempo.errors import GempoError
 from gempo.groups import draw_groups
 from gempo.losses import GeMPOObjective
-from gempo.module import GeMPOModule
+from gempo.module import GeMPOModule, OptimizerFactory
 from gempo.nets import MLPVelocityField, mlp
 from gempo.policies import ContinuousFlowPolicy
 from gempo.weights import SimplexWeight
-
-OptimizerFactory = Callable[[Iterable[nn.Parameter] | Iterable[dict]], torch.optim.Optimizer]
-
 
 ActMode = Literal["explore", "eval", "eval_raw"]
 """``explore``: the behaviour rule while training; ``eval``: the evaluation rule; ``eval_raw``:

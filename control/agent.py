@@ -11,11 +11,12 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from control.actors import ActMode, Actor, OptimizerFactory
+from control.actors import ActMode, Actor
 from control.critics import ObservationNormalizer, TwinCritic
 from control.profiling import SectionTimer
 from control.replay import Transitions
 from gempo.errors import GempoError
+from gempo.module import OptimizerFactory
 
 
 class ActorCritic(nn.Module):

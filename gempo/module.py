@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import pytorch_lightning as pl
@@ -38,7 +38,8 @@ from gempo.weights import check_finite_rewards
 Reward = Callable[[Tensor, Tensor], Tensor]
 """``(cond (batch, cond_dim), x (batch, ...)) -> rewards (batch,)``."""
 
-OptimizerFactory = Callable[..., torch.optim.Optimizer]
+OptimizerFactory = Callable[[Iterable[torch.nn.Parameter] | Iterable[dict]], torch.optim.Optimizer]
+"""Builds an optimizer from parameters or parameter groups (a Hydra ``_partial_`` target)."""
 
 
 class ContextStream(IterableDataset):
