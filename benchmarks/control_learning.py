@@ -52,6 +52,8 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "control_learning"
 FIGURE = REPO / "docs" / "figures" / "control_learning.png"
 COMMON = ["device=cpu", "torch_threads=1", "progress=false", "eval_episodes=10"]
+UNRECORDED_JOBS = 2
+"""Runs at a time of the result files written before they recorded it (all ran two at a time)."""
 
 
 def compose_cfg(
@@ -229,7 +231,7 @@ def as_runs(results: list[dict]) -> list[Run]:
                 "wall_s": data["wall_s_this_process"],
                 "resumed": data["resumed"],
                 "machine": data["machine"],
-                "jobs": data.get("jobs", 2),
+                "jobs": data.get("jobs", UNRECORDED_JOBS),
             },
         )
         for data in results
