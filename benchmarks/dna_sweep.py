@@ -61,7 +61,7 @@ def finetune(variant: str, seed: int, out: Path) -> None:
             f"hydra.run.dir={folder}",
             *overrides,
         ],
-        folder.with_suffix(".log"),
+        folder.parent / f"{folder.name}.log",  # slugs keep dots: no with_suffix
     )
     print(f"done: {variant or 'default'} seed {seed}", flush=True)
 

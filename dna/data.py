@@ -182,14 +182,25 @@ def top_fraction_reference(
     return frame.nlargest(count, column)["seq"].tolist()
 
 
+HALF_NAMES = {"first": "chr1-11", "second": "chr12-22"}
+
+
 class HalfSplit(NamedTuple):
     """Two disjoint halves (each oracle trains on one and is tested on the other) + validation;
-    ``by``: how they were made, ``"chromosome"`` or ``"random"``."""
+    ``by``: how they were made, ``"chromosome"`` or ``"random"``. The fine-tune oracle and
+    everything training reads (anchor data, the 3-mer constraint's reference) come from
+    ``first``; the eval oracle and the reported naturalness metrics' reference from ``second``."""
 
     first: pd.DataFrame
     second: pd.DataFrame
     validation: pd.DataFrame
     by: str
+
+    def name(self, half: str) -> str:
+        """``first``/``second`` in words: ``chr1-11``, or ``random half 1 of the rows``."""
+        if self.by == "chromosome":
+            return HALF_NAMES[half]
+        return f"random half {1 if half == 'first' else 2} of the rows"
 
 
 def chromosome_number(chrom: pd.Series) -> pd.Series:

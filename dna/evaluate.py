@@ -3,7 +3,8 @@
 For each input (a generator checkpoint, sampled ``num_samples`` times, or a FASTA file of
 sequences) one row: median Pred-Activity under the *eval* oracle (and the fine-tune oracle),
 ATAC-Acc, 3-mer Pearson and JASPAR motif-count Spearman correlation against the top-0.1%
-reference, App-Log-Lik (median log-likelihood under the pretrained model), diversity (mean
+of the eval oracle's data half (training holds its 3-mer constraint against the other half's),
+App-Log-Lik (median log-likelihood under the pretrained model), diversity (mean
 pairwise Hamming distance, distinct 10-mers) and, in the simulated world, the ground-truth
 activity and accessibility (how much of an oracle gain is real). Baseline rows: the pretrained
 model (``include_pretrained``) and best-of-N under an oracle-call budget (``best_of_n``).
@@ -37,6 +38,7 @@ from dna.data import (
     load_enhancers,
     simulated_dataset_path,
     simulated_truth,
+    split_halves,
     top_fraction_reference,
 )
 from dna.model import SequenceGenerator, load_generator
@@ -74,7 +76,9 @@ class EvaluationWorld:
     """What every row is measured against.
 
     ``reward``/``eval_reward``: the objective under the fine-tune / eval oracle;
-    ``reference``: tokens ``(num_ref, length)`` of the top-0.1% sequences by the target column;
+    ``reference``: tokens ``(num_ref, length)`` of the top-0.1% sequences by the target column
+    in the eval oracle's half of the data (``reference_half`` names it), which training never
+    reads: the reported 3-mer and motif correlations are not the constraint training holds;
     ``threshold``: the 99.9th percentile of the data's target activity; ``simulated``: whether
     the simulator's ground truth applies; ``true_threshold``: then, the 99.9th percentile of the
     objective's true value over the data (what the designs' truth is checked against).
@@ -85,6 +89,7 @@ class EvaluationWorld:
     atac: nn.Module | None
     pretrained: SequenceGenerator
     reference: Tensor
+    reference_half: str
     threshold: float
     simulated: bool
     true_threshold: float | None = None
@@ -124,17 +129,20 @@ def build_world(
     reference_fraction: float = TOP_FRACTION,
 ) -> EvaluationWorld:
     """An :class:`EvaluationWorld` from an ``OracleSet`` (``finetune``, ``eval``, ``atac``), the
-    pretrained generator, the data table and the objective (``cell`` config)."""
+    pretrained generator, the data table and the objective (``cell`` config). The thresholds
+    are the whole data's; the naturalness reference is the eval oracle's half's."""
     check_worlds(SIMULATED if simulated else REAL, oracles, pretrained, pretrained.length)
     target = cell["target"]
     reward = cell_reward(oracles.finetune, cell)
-    reference = encode(top_fraction_reference(data, reference_fraction, column=target))
+    halves = split_halves(data)
+    reference = encode(top_fraction_reference(halves.second, reference_fraction, column=target))
     return EvaluationWorld(
         reward=reward,
         eval_reward=cell_reward(oracles.eval, cell),
         atac=oracles.atac,
         pretrained=pretrained,
         reference=reference,
+        reference_half=halves.name("second"),
         threshold=measured_threshold(data, target),
         simulated=simulated,
         true_threshold=true_threshold(data, reward) if simulated else None,
@@ -377,6 +385,7 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
             if simulated
             else "; real world."
         )
+        + f" 3-mer and motif correlations against the top 0.1% of {world.reference_half}."
     )
     paths = write_table(rows, out, cfg.output_name, header)
     print(format_markdown(rows))

@@ -36,7 +36,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from dna.report import evaluation_world, final_evaluation, plot_training_curve, write_summary
 from dna.rewards import cell_reward
-from dna.training import build_module, load_oracles, load_pretrained, validate_finetune_config
+from dna.training import (
+    build_module,
+    load_oracles,
+    load_pretrained,
+    repeat_penalty,
+    training_half,
+    validate_finetune_config,
+)
 from gempo.module import ContextStream
 from gempo.runs import (
     claim_run_dir,
@@ -62,9 +69,15 @@ def finetune(cfg: DictConfig) -> dict[str, Any]:
     oracles = load_oracles(cfg)
     with torch.random.fork_rng(devices=[]):  # building it leaves the training RNG stream alone
         world, data = evaluation_world(cfg, oracles, generator)
-    # training's reward: the fine-tune oracle only (the world's eval oracle and truth report)
-    reward = cell_reward(oracles.finetune, OmegaConf.to_container(cfg.cell, resolve=True))
-    module = build_module(cfg, generator, reward, run_dir, world.reference_kmers, data)
+    # training reads the fine-tune oracle and its half of the data only (the world's eval
+    # oracle, the other half and the truth report)
+    training_data = training_half(data)
+    reward = cell_reward(
+        oracles.finetune,
+        OmegaConf.to_container(cfg.cell, resolve=True),
+        repeat_penalty(cfg, training_data),
+    )
+    module = build_module(cfg, generator, reward, run_dir, training_data)
     trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
     trainer = pl.Trainer(
         **trainer_cfg,
@@ -90,6 +103,7 @@ def finetune(cfg: DictConfig) -> dict[str, Any]:
         "reg_data": float(cfg.reg.data),
         "reg_data_top": float(cfg.reg.data_top),
         "reg_data_target": cfg.reg.data_target,
+        "repeats": None if reward.repeats is None else repr(reward.repeats),
         "final_data_alpha": module.data_weight(),
         "selected": module.select.summary() if module.select is not None else None,
         "optimizer_steps": trainer.global_step,

@@ -23,7 +23,7 @@ from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from scipy import stats
 
-from dna.data import ACTIVITY_COLUMNS, EnhancerDataModule
+from dna.data import ACTIVITY_COLUMNS, HALF_NAMES, EnhancerDataModule
 from dna.oracle import AccessibilityClassifier, PredActivityOracle, SequenceCNN, save_oracle
 from dna.sequences import encode
 from dna.worlds import data_world
@@ -45,7 +45,6 @@ CHECKPOINT_FILES = {
     "eval": "pred_activity_eval.pt",
     "atac": "atac.pt",
 }
-HALF_NAMES = {"first": "chr1-11", "second": "chr12-22"}
 
 
 def pearson(x: np.ndarray, y: np.ndarray) -> float:

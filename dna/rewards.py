@@ -2,20 +2,65 @@
 specificity score (the target cell type up, the other two down).
 
 The objective is the ``cell=`` config group: ``hepg2`` (default), ``k562``, ``sknsh``, or
-``specificity`` (``target - off_target_weight * mean(others)``).
+``specificity`` (``target - off_target_weight * mean(others)``). Training may subtract a
+:class:`RepeatPenalty` (``repeats.weight > 0``): reported scores are always the objective alone.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from dna.data import ACTIVITY_COLUMNS
+from dna.metrics import max_kmer_copies
+from dna.sequences import encode
 from gempo.errors import GempoError
 from gempo.nets import module_device
+
+
+class RepeatPenalty(nn.Module):
+    """``weight * max(0, copies_k(x) - allowed)``: a motif-variety term that stops a reward from
+    paying for one k-mer planted over and over. ``copies_k``: the most copies of any one k-mer
+    (either strand) within the sequence (:func:`dna.metrics.max_kmer_copies`); ``allowed``: as
+    many as natural sequences hold (:meth:`from_data`)."""
+
+    def __init__(self, weight: float, allowed: float, k: int = 8) -> None:
+        super().__init__()
+        if weight < 0:
+            raise GempoError(f"repeats.weight must be >= 0, got {weight}")
+        if k < 1:
+            raise GempoError(f"repeats.k must be >= 1, got {k}")
+        self.weight, self.allowed, self.k = float(weight), float(allowed), int(k)
+
+    @classmethod
+    def from_data(
+        cls, sequences: Sequence[str], weight: float, k: int = 8, quantile: float = 0.999
+    ) -> RepeatPenalty:
+        """``allowed``: the ``quantile`` of ``copies_k`` over the data ``sequences`` (training's
+        half of the data: no oracle, no truth)."""
+        if not 0.0 < quantile <= 1.0:
+            raise GempoError(f"repeats.quantile must be in (0, 1], got {quantile}")
+        if not len(sequences):
+            raise GempoError("repeats: no data sequences to take the allowed copies from")
+        copies = torch.cat(
+            [
+                max_kmer_copies(encode(sequences[i : i + 4096]), k)
+                for i in range(0, len(sequences), 4096)
+            ]
+        )
+        return cls(weight, float(np.quantile(copies.numpy(), quantile)), k)
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        """Tokens ``(batch, length)`` -> penalties ``(batch,)`` (0 up to ``allowed`` copies)."""
+        copies = max_kmer_copies(tokens, self.k).float()
+        return self.weight * (copies - self.allowed).clamp(min=0.0)
+
+    def extra_repr(self) -> str:
+        return f"weight={self.weight}, allowed={self.allowed}, k={self.k}"
 
 
 class OracleReward(nn.Module):
@@ -24,7 +69,9 @@ class OracleReward(nn.Module):
     The GeMPO reward signature: ``(cond (batch, 0), tokens (batch, length)) -> (batch,)``. The
     oracle maps tokens ``(batch, length)`` to activities ``(batch, 3)`` in
     ``(hepg2, k562, sknsh)`` order. ``off_target_weight = 0`` is plain activity in ``target``.
-    ``batch_size`` bounds the rows scored per oracle call (memory).
+    ``batch_size`` bounds the rows scored per oracle call (memory). ``repeats``: a
+    :class:`RepeatPenalty` subtracted in :meth:`forward` (the training reward), never in
+    :meth:`from_activities` (the objective that evaluation reports).
     """
 
     def __init__(
@@ -33,6 +80,7 @@ class OracleReward(nn.Module):
         target: str = "hepg2",
         off_target_weight: float = 0.0,
         batch_size: int = 1024,
+        repeats: RepeatPenalty | None = None,
     ) -> None:
         super().__init__()
         if target not in ACTIVITY_COLUMNS:
@@ -49,6 +97,7 @@ class OracleReward(nn.Module):
         self.target_index = ACTIVITY_COLUMNS.index(target)
         self.off_target_weight = float(off_target_weight)
         self.batch_size = batch_size
+        self.repeats = repeats
 
     @torch.no_grad()
     def activities(self, tokens: Tensor) -> Tensor:
@@ -71,11 +120,16 @@ class OracleReward(nn.Module):
 
     def forward(self, cond: Tensor, tokens: Tensor) -> Tensor:
         """``cond`` ``(batch, 0)`` (unused), tokens ``(batch, length)`` -> rewards ``(batch,)``."""
-        return self.from_activities(self.activities(tokens))
+        reward = self.from_activities(self.activities(tokens))
+        if self.repeats is not None:
+            reward = reward - self.repeats(tokens).to(reward.device)
+        return reward
 
 
-def cell_reward(oracle: nn.Module, cell: Mapping[str, Any]) -> OracleReward:
+def cell_reward(
+    oracle: nn.Module, cell: Mapping[str, Any], repeats: RepeatPenalty | None = None
+) -> OracleReward:
     """The ``cell=`` objective (a config mapping: ``target``, ``off_target_weight``) under
-    ``oracle``: what fine-tuning maximises with the fine-tune oracle, and what evaluation
-    reports under the eval oracle."""
-    return OracleReward(oracle, **cell)
+    ``oracle``: what fine-tuning maximises with the fine-tune oracle (less ``repeats``, when
+    given), and what evaluation reports under the eval oracle."""
+    return OracleReward(oracle, **cell, repeats=repeats)

@@ -16,10 +16,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
-from dna.data import ACTIVITY_COLUMNS
+from dna.data import ACTIVITY_COLUMNS, TOP_FRACTION, split_halves, top_fraction_reference
 from dna.metrics import count_pearson, kmer_counts, mean_pairwise_hamming
 from dna.model import SequenceGenerator, check_architecture, load_generator, record_generator
-from dna.rewards import OracleReward
+from dna.rewards import OracleReward, RepeatPenalty
 from dna.sequences import encode
 from gempo.errors import GempoError
 from gempo.losses import GeMPOObjective
@@ -137,6 +137,34 @@ def kmer3_closeness(reference_kmers: np.ndarray) -> Callable[[Tensor], float]:
     return lambda x: count_pearson(kmer_counts(x, 3), reference_kmers)
 
 
+def training_half(data: pd.DataFrame) -> pd.DataFrame:
+    """What fine-tuning may read of the world's data: the fine-tune oracle's half
+    (:func:`dna.data.split_halves`), its sequences and measured activities only (no ``true_*``
+    columns, no other half)."""
+    return split_halves(data).first[["seq", *ACTIVITY_COLUMNS]]
+
+
+def repeat_penalty(cfg: DictConfig, data: pd.DataFrame) -> RepeatPenalty | None:
+    """The ``repeats`` term of the training reward (``None`` with ``repeats.weight=0``); its
+    allowed copies from the training half's sequences ``data``."""
+    if not config_number(cfg, "repeats.weight") > 0:
+        return None
+    return RepeatPenalty.from_data(
+        data["seq"].tolist(),
+        weight=float(cfg.repeats.weight),
+        k=int(cfg.repeats.k),
+        quantile=float(cfg.repeats.quantile),
+    )
+
+
+def training_reference_kmers(data: pd.DataFrame, cfg: DictConfig) -> np.ndarray:
+    """The 3-mer counts ``(64,)`` of the training half's top 0.1% by the objective's target
+    column: the reference of the constraint training holds (the reported 3-mer correlation
+    uses the other half's top 0.1%)."""
+    reference = top_fraction_reference(data, TOP_FRACTION, column=str(cfg.cell.target))
+    return kmer_counts(encode(reference), 3)
+
+
 def anchor_sequences(data: pd.DataFrame, reward: OracleReward, fraction: float) -> list[str]:
     """The data sequences the anchor replays: the ``fraction`` of the world (at least one) with
     the highest objective value under their *measured* activities (no oracle calls)."""
@@ -151,13 +179,14 @@ def build_module(
     generator: SequenceGenerator,
     reward: OracleReward,
     run_dir: Path,
-    reference_kmers: np.ndarray | None = None,
     data: pd.DataFrame | None = None,
 ) -> DNAGeMPOModule:
-    """The GeMPO LightningModule from config (the ``objective`` group, reg, schedule);
-    ``reference_kmers``: the 3-mer counts ``(64,)`` the batches' 3-mer correlation is logged
-    against (the closeness that ``reg.data_target`` and ``final.min_kmer3_corr`` use); ``data``:
-    the world's sequences (column ``seq``), replayed when ``reg.data > 0``."""
+    """The GeMPO LightningModule from config (the ``objective`` group, reg, schedule).
+    ``data``: the training half of the world's data (columns ``seq`` and the activities; the
+    fine-tune oracle's half, :func:`dna.data.split_halves`): its most active sequences are
+    replayed when ``reg.data > 0``, and the 3-mer counts of its top 0.1% by the objective's
+    target column are what the batches' 3-mer correlation is logged against (the closeness
+    that ``reg.data_target`` and ``final.min_kmer3_corr`` hold); without it, neither."""
     objective: GeMPOObjective = instantiate(
         cfg.objective, reg_alpha=float(cfg.reg.alpha), data_alpha=float(cfg.reg.data)
     )
@@ -193,7 +222,7 @@ def build_module(
         checkpoint_path=run_dir / "checkpoints" / "last.ckpt",
         checkpoint_every=int(cfg.checkpoint_every),
         data=replay,
-        closeness=kmer3_closeness(reference_kmers) if reference_kmers is not None else None,
+        closeness=None if data is None else kmer3_closeness(training_reference_kmers(data, cfg)),
         closeness_key="kmer3_corr",
         anchor=anchor,
         select=select,

@@ -68,10 +68,14 @@ def test_score_and_summarize_match_direct_computation(parts: dict[str, Path]) ->
         channels=8, dilations=[1], kernel_size=3, time_dim=8, length=LENGTH, steps=4
     )
     data = pd.read_csv(parts["data"])
+    # rows 0-999 on chr1, 1000-1899 on chr12, the last 100 on chrX (validation)
+    data["chrom"] = ["chr1"] * 1000 + ["chr12"] * 900 + ["chrX"] * 100
     cell = {"target": "hepg2", "off_target_weight": 0.0}
     world = build_world(oracles, pretrained, data, False, cell, log_lik_times=2)
-    # the top 0.1% of 2000 rows by hepg2 (= row index) are the last two rows
-    assert decode(world.reference) == data["seq"].tolist()[-1:-3:-1]
+    # the reported metrics' reference: the top 0.1% by hepg2 (= row index) of chr12-22, the
+    # eval oracle's half; not the whole data's top (chrX) nor training's half (chr1-11)
+    assert decode(world.reference) == [data["seq"][1899]]
+    assert world.reference_half == "chr12-22"
     assert world.threshold == pytest.approx(np.quantile(np.arange(2000.0), 0.999))
 
     tokens = torch.randint(0, 4, (9, LENGTH))

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
 
 import numpy as np
 import pytest
 import torch
 
 from dna import metrics
-from dna.sequences import encode
+from dna.sequences import encode, reverse_complement
 from gempo.errors import GempoError
 
 
@@ -74,3 +75,25 @@ def test_bad_shapes_raise_clear_errors() -> None:
         metrics.kmer_counts(torch.zeros(5, dtype=torch.long))
     with pytest.raises(GempoError, match="no 3-mers"):
         metrics.kmer_counts(encode(["AC"]), k=3)
+
+
+def test_max_kmer_copies_counts_a_kmer_with_its_reverse_complement() -> None:
+    rng = np.random.default_rng(0)
+    seqs = ["".join(rng.choice(list("ACGT"), 60)) for _ in range(20)]
+    fill = ["".join(rng.choice(list("ACGT"), 6)) for _ in range(3)] + [
+        "".join(rng.choice(list("ACGT"), 18))
+    ]
+    seqs.append(fill[0] + "TGTAAACA" + fill[1] + "TGTTTACA" + fill[2] + "TGTAAACA" + fill[3])
+    seqs.append("".join(rng.choice(list("ACGT"), 4)) * 15)  # a period-4 repeat
+
+    def brute(seq: str, k: int) -> int:
+        def canonical(word: str) -> str:
+            return min(word, reverse_complement(word))
+
+        counts = Counter(canonical(seq[i : i + k]) for i in range(len(seq) - k + 1))
+        return max(counts.values())
+
+    got = metrics.max_kmer_copies(encode(seqs), 8).numpy()
+    assert got.tolist() == [brute(s, 8) for s in seqs]
+    assert got[-2] == 3 and got[-1] >= 13
+    assert metrics.max_kmer_copies(encode(seqs), 3).tolist() == [brute(s, 3) for s in seqs]
