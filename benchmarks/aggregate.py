@@ -40,7 +40,7 @@ from gempo.errors import GempoError, exit_on_user_error
 CONFIDENCE = 0.95
 RESAMPLES = 2000
 CONTROL_SCORES = ("eval/return_mean", "eval_raw/return_mean")
-DNA_SCORES = ("true_activity", "pred_activity", "pred_activity_ft")
+DNA_SCORES = ("true_activity", "pred_activity", "pred_activity_ft", "pred_activity_audit")
 DNA_METRICS = (
     *DNA_SCORES,
     "true_top_share",

@@ -15,8 +15,8 @@ with it, and an online run amplifies the last-bit differences). Writes
   model), each metric's mean over seeds with its 95% bootstrap interval: true activity, the
   share of designs whose truth is above the data's top 0.1%, the eval and fine-tune oracles'
   medians, their excess over the truth, then ATAC, naturalness and diversity;
-- per seed: the checks (on the truth), each oracle's Pearson r with the truth over the run's
-  final designs, the selected step, wall time and the run's threads.
+- per seed: the checks (on the truth), each oracle's (eval, fine-tune, audit) Pearson r with
+  the truth over the run's final designs, the selected step, wall time and the run's threads.
 
 Before any seed has finished it writes the world's thresholds alone.
 """
@@ -67,15 +67,20 @@ def seed_rows(summary: dict[str, Any], seed: int) -> list[dict[str, Any]]:
     return [{**row, "name": names[key], "seed": seed} for key, row in summary["rows"].items()]
 
 
-def calibration(folder: Path) -> tuple[float, float]:
-    """Pearson r of the eval and of the fine-tune oracle's objective with the truth over the
-    run's final designs (``samples.csv``): how far the oracles can be trusted where the
-    policy went."""
+CALIBRATED = ("reward_eval", "reward_ft", "reward_audit")
+
+
+def calibration(folder: Path) -> list[float]:
+    """Pearson r of the eval, the fine-tune and the audit oracle's objective with the truth
+    over the run's final designs (``samples.csv``; nan for an oracle the run did not have):
+    how far each oracle can be trusted where the policy went."""
     samples = pd.read_csv(folder / "samples.csv")
-    return tuple(
+    return [
         float(np.corrcoef(samples[column], samples["true_reward"])[0, 1])
-        for column in ("reward_eval", "reward_ft")
-    )
+        if column in samples
+        else float("nan")
+        for column in CALIBRATED
+    ]
 
 
 def seed_line(summary: dict[str, Any], seed: int, folder: Path) -> str:
@@ -85,9 +90,9 @@ def seed_line(summary: dict[str, Any], seed: int, folder: Path) -> str:
     names = check_names(bool(summary["simulated"]))
     marks = " | ".join("yes" if checks.get(c) else "no" for c in names)
     step = (summary.get("selected") or {}).get("step")
-    r_eval, r_ft = calibration(folder)
+    r_text = " | ".join("–" if np.isnan(r) else f"{r:.2f}" for r in calibration(folder))
     return (
-        f"| {seed} | {marks} | {r_eval:.2f} | {r_ft:.2f} | {'–' if step is None else step} | "
+        f"| {seed} | {marks} | {r_text} | {'–' if step is None else step} | "
         f"{summary['train_seconds'] / 60:.1f} | {summary['total_seconds'] / 60:.1f} | "
         f"{summary.get('threads', '–')} |"
     )
@@ -138,8 +143,8 @@ def main() -> None:
     rows = [row for seed, summary in finished.items() for row in seed_rows(summary, seed)]
     per_seed = [
         "| seed | " + " | ".join(names) + " | r(eval, truth) on the designs | r(ft, truth) | "
-        "selected step | training (min) | all (min) | threads |",
-        "|---|" + "---|" * (len(names) + 6),
+        "r(audit, truth) | selected step | training (min) | all (min) | threads |",
+        "|---|" + "---|" * (len(names) + 7),
         *(seed_line(summary, seed, run_dir(out, "", seed)) for seed, summary in finished.items()),
     ]
     if rows:

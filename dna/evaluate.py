@@ -61,6 +61,7 @@ COLUMN_TITLES = {
     "true_atac": "true ATAC %",
     "pred_activity": "Pred-Act (eval)",
     "pred_activity_ft": "Pred-Act (ft)",
+    "pred_activity_audit": "Pred-Act (audit)",
     "atac_acc": "ATAC-Acc %",
     "kmer3_corr": "3-mer corr",
     "motif_corr": "motif corr",
@@ -75,7 +76,8 @@ COLUMN_TITLES = {
 class EvaluationWorld:
     """What every row is measured against.
 
-    ``reward``/``eval_reward``: the objective under the fine-tune / eval oracle;
+    ``reward``/``eval_reward``/``audit_reward``: the objective under the fine-tune / eval /
+    audit oracle (the last may be ``None``);
     ``reference``: tokens ``(num_ref, length)`` of the top-0.1% sequences by the target column
     in the eval oracle's half of the data (``reference_half`` names it), which training never
     reads: the reported 3-mer and motif correlations are not the constraint training holds;
@@ -90,6 +92,7 @@ class EvaluationWorld:
     pretrained: SequenceGenerator
     reference: Tensor
     reference_half: str
+    audit_reward: OracleReward | None
     threshold: float
     simulated: bool
     true_threshold: float | None = None
@@ -135,6 +138,7 @@ def build_world(
     target = cell["target"]
     reward = cell_reward(oracles.finetune, cell)
     halves = split_halves(data)
+    audit = getattr(oracles, "audit", None)  # a user's oracle object may have none
     reference = encode(top_fraction_reference(halves.second, reference_fraction, column=target))
     return EvaluationWorld(
         reward=reward,
@@ -143,6 +147,7 @@ def build_world(
         pretrained=pretrained,
         reference=reference,
         reference_half=halves.name("second"),
+        audit_reward=None if audit is None else cell_reward(audit, cell),
         threshold=measured_threshold(data, target),
         simulated=simulated,
         true_threshold=true_threshold(data, reward) if simulated else None,
@@ -172,12 +177,13 @@ def true_threshold(data: pd.DataFrame, reward: OracleReward) -> float:
 
 @torch.no_grad()
 def score_sequences(world: EvaluationWorld, tokens: Tensor) -> pd.DataFrame:
-    """One row per sequence: ``seq``, the fine-tune and eval oracles' three activities
-    (``ft_hepg2``, ..., ``eval_sknsh``), the objective under both (``reward_ft``,
-    ``reward_eval``), ``atac_prob``, ``log_lik`` under the pretrained model and, in the
-    simulated world, ``true_hepg2``, ..., ``true_reward`` and ``true_accessible``."""
+    """One row per sequence: ``seq``, the fine-tune, eval (and audit) oracles' three activities
+    (``ft_hepg2``, ..., ``eval_sknsh``, ``audit_*``), the objective under each (``reward_ft``,
+    ``reward_eval``, ``reward_audit``), ``atac_prob``, ``log_lik`` under the pretrained model
+    and, in the simulated world, ``true_hepg2``, ..., ``true_reward`` and ``true_accessible``."""
     frame = pd.DataFrame({"seq": decode(tokens)})
-    for prefix, reward in (("ft", world.reward), ("eval", world.eval_reward)):
+    oracles = {"ft": world.reward, "eval": world.eval_reward, "audit": world.audit_reward}
+    for prefix, reward in ((p, r) for p, r in oracles.items() if r is not None):
         activity = reward.activities(tokens)
         for k, cell in enumerate(ACTIVITY_COLUMNS):
             frame[f"{prefix}_{cell}"] = activity[:, k].numpy()
@@ -212,6 +218,9 @@ def summarize(
         "num": len(tokens),
         "pred_activity": metrics.median(scores["reward_eval"]),
         "pred_activity_ft": metrics.median(scores["reward_ft"]),
+        "pred_activity_audit": metrics.median(scores["reward_audit"])
+        if "reward_audit" in scores
+        else float("nan"),
         "atac_acc": metrics.share_percent(scores["atac_prob"] >= 0.5)
         if "atac_prob" in scores
         else float("nan"),

@@ -21,6 +21,7 @@ from gempo.errors import GempoError
 
 SIMULATED = "simulated"
 REAL = "real"
+OPTIONAL_PARTS = ("oracle.atac", "oracle.audit")  # a run may go without these
 
 _FIX = {
     REAL: (
@@ -60,22 +61,25 @@ def check_worlds(data: str, oracles: Any, generator: Any | None, length: int) ->
     """Raise a one-line :class:`GempoError` when the run's parts do not belong together.
 
     ``data``: the data's world (:func:`data_world`); ``oracles``: an object with ``finetune``,
-    ``eval`` and ``atac`` (``atac`` may be ``None``); ``generator``: the pretrained generator (or
-    ``None``); ``length``: the run's sequence length (the data's rows are read at it). Checked:
-    every part that knows its world is of the data's world; the fine-tune and eval oracles are
-    two models (not one file or one module); every part works on ``length``-bp sequences.
+    ``eval``, ``atac`` and optionally ``audit`` (``atac`` and ``audit`` may be ``None``);
+    ``generator``: the pretrained generator (or ``None``); ``length``: the run's sequence
+    length (the data's rows are read at it). Checked: every part that knows its world is of
+    the data's world; the fine-tune and eval oracles are two models (not one file or one
+    module); every part works on ``length``-bp sequences.
     """
     parts = {
         "oracle.finetune": oracles.finetune,
         "oracle.eval": oracles.eval,
         "oracle.atac": oracles.atac,
+        "oracle.audit": getattr(oracles, "audit", None),
         "pretrained": generator,
     }
     for option, part in parts.items():
         world = getattr(part, "world", None)
         if world is not None and world != data:
+            drop = f" ({option}=null runs without it)" if option in OPTIONAL_PARTS else ""
             raise GempoError(
-                f"{option} belongs to the {world} world but the data is {data}; {_FIX[data]}"
+                f"{option} belongs to the {world} world but the data is {data}; {_FIX[data]}{drop}"
             )
     source = getattr(oracles.finetune, "source", None)
     same_file = source is not None and source == getattr(oracles.eval, "source", None)

@@ -139,7 +139,8 @@ def write_json(path: Path, payload: dict[str, Any]) -> Path:
 def command_line() -> str:
     """The command that started this process, as one shell line."""
     spec = getattr(sys.modules["__main__"], "__spec__", None)
-    program = f"python -m {spec.name}" if spec is not None else f"python {sys.argv[0]}"
+    module = None if spec is None else spec.name.removesuffix(".__main__")  # a package: its name
+    program = f"python -m {module}" if module else f"python {sys.argv[0]}"
     return " ".join([program, *(shlex.quote(a) for a in sys.argv[1:])])
 
 

@@ -44,9 +44,10 @@ def fake_run(folder: Path) -> dict:
 
 def test_per_seed_line_and_rows(tmp_path: Path) -> None:
     summary = fake_run(tmp_path / "default-seed3")
-    assert calibration(tmp_path / "default-seed3") == pytest.approx((1.0, -1.0))
+    r_eval, r_ft, r_audit = calibration(tmp_path / "default-seed3")
+    assert (r_eval, r_ft) == pytest.approx((1.0, -1.0)) and np.isnan(r_audit)  # no audit column
     line = seed_line(summary, 3, tmp_path / "default-seed3")
-    assert line == "| 3 | no | yes | yes | 1.00 | -1.00 | 784 | 28.0 | 29.0 | 1 |"
+    assert line == "| 3 | no | yes | yes | 1.00 | -1.00 | – | 784 | 28.0 | 29.0 | 1 |"
     rows = seed_rows(summary, 3)
     assert [r["name"] for r in rows] == ["GeMPO (selected)", "GeMPO (final model)", "pretrained"]
     assert all(r["seed"] == 3 for r in rows)

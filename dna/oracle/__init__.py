@@ -5,6 +5,7 @@
 
     python -m dna.oracle                          # both Pred-Activity oracles (one per half)
     python -m dna.oracle oracle=atac              # the accessibility classifier
+    python -m dna.oracle oracle=kmer              # the audit oracle: k-mer ridge regression
     python -m dna.oracle data=gosai data.path=/data/dataset.csv.gz oracle/net@net=large
 
 Oracle inputs are tokens ``(batch, 200)`` with values 0..3 (A, C, G, T), or a one-hot/relaxed
@@ -39,6 +40,7 @@ SHIPPED_ORACLES: dict[str, Path] = {
     "finetune": ASSETS_DIR / "pred_activity_finetune.pt",
     "eval": ASSETS_DIR / "pred_activity_eval.pt",
     "atac": ASSETS_DIR / "atac.pt",
+    "audit": ASSETS_DIR / "pred_activity_audit.pt",
 }
 CHECKPOINT_FORMAT = "gempo-oracle-v1"
 
@@ -135,9 +137,54 @@ class AccessibilityClassifier(SequenceCNN):
         return self.predict_proba(x) >= threshold
 
 
-ORACLE_CLASSES: dict[str, type[SequenceCNN]] = {
+class KmerRidgeOracle(nn.Module):
+    """Sequence -> activity ``(batch, 3)`` from its k-mer counts alone: a linear (ridge) model
+    on the counts of every k-mer, a k-mer and its reverse complement counted together. Built
+    unlike the CNN oracles (no positions, no convolutions, a closed-form fit:
+    :func:`dna.oracle_training.fit_ridge`), it is the audit oracle: a third opinion on designs.
+    Standardisation and weights are buffers, set by the fit."""
+
+    OUTPUTS = ACTIVITY_COLUMNS
+
+    def __init__(self, k: int = 6, seq_len: int = SEQ_LEN):
+        super().__init__()
+        if k < 1:
+            raise GempoError(f"kmer oracle: k must be >= 1, got {k}")
+        self.init_kwargs = {"k": k, "seq_len": seq_len}
+        self.k, self.seq_len = k, seq_len
+        features = VOCAB_SIZE**k
+        self.register_buffer("mean", torch.zeros(features))
+        self.register_buffer("scale", torch.ones(features))
+        self.register_buffer("weight", torch.zeros(features, len(ACTIVITY_COLUMNS)))
+        self.register_buffer("bias", torch.zeros(len(ACTIVITY_COLUMNS)))
+
+    def counts(self, x: torch.Tensor) -> torch.Tensor:
+        """Tokens ``(batch, L)`` (or one-hot ``(batch, 4, L)``, read by argmax) -> k-mer counts
+        ``(batch, 4**k)``, each k-mer's column holding its and its reverse complement's."""
+        tokens = x.argmax(dim=1) if x.is_floating_point() else x.long()
+        if tokens.shape[-1] != self.seq_len:
+            raise GempoError(f"oracle: sequence length {tokens.shape[-1]}, expected {self.seq_len}")
+        windows = tokens.unfold(1, self.k, 1)  # (batch, positions, k)
+        powers = VOCAB_SIZE ** torch.arange(self.k - 1, -1, -1, device=tokens.device)
+        forward = (windows * powers).sum(-1)
+        reverse = ((VOCAB_SIZE - 1 - windows).flip(-1) * powers).sum(-1)
+        counts = torch.zeros(len(tokens), VOCAB_SIZE**self.k, device=tokens.device)
+        ones = torch.ones_like(forward, dtype=counts.dtype)
+        return counts.scatter_add_(1, forward, ones).scatter_add_(1, reverse, ones)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Standardised counts ``(batch, 4**k)``: what the linear model reads."""
+        return (self.counts(x) - self.mean) / self.scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(batch, L)`` tokens or ``(batch, 4, L)`` one-hot -> ``(batch, 3)``."""
+        return self.features(x) @ self.weight + self.bias
+
+
+ORACLE_CLASSES: dict[str, type[nn.Module]] = {
     "PredActivityOracle": PredActivityOracle,
     "AccessibilityClassifier": AccessibilityClassifier,
+    "KmerRidgeOracle": KmerRidgeOracle,
 }
 
 
@@ -147,7 +194,7 @@ def resolve_oracle_path(path: str | Path) -> Path:
     return find_checkpoint(path, "oracle")
 
 
-def save_oracle(model: SequenceCNN, path: str | Path, meta: dict[str, Any] | None = None) -> str:
+def save_oracle(model: nn.Module, path: str | Path, meta: dict[str, Any] | None = None) -> str:
     """Save weights + constructor kwargs (float32 state_dict) atomically; returns the sha256."""
     payload = {
         "format": CHECKPOINT_FORMAT,
@@ -165,7 +212,7 @@ def save_oracle(model: SequenceCNN, path: str | Path, meta: dict[str, Any] | Non
     return digest
 
 
-def _build(class_name: str, kwargs: dict[str, Any], where: Path) -> SequenceCNN:
+def _build(class_name: str, kwargs: dict[str, Any], where: Path) -> nn.Module:
     if class_name not in ORACLE_CLASSES:
         raise GempoError(
             f"{where}: unknown oracle class {class_name!r}; expected {list(ORACLE_CLASSES)}"
@@ -173,7 +220,7 @@ def _build(class_name: str, kwargs: dict[str, Any], where: Path) -> SequenceCNN:
     return ORACLE_CLASSES[class_name](**kwargs)
 
 
-def load_oracle(path: str | Path, map_location: str | torch.device = "cpu") -> SequenceCNN:
+def load_oracle(path: str | Path, map_location: str | torch.device = "cpu") -> nn.Module:
     """Load an oracle checkpoint (this project's compact format or a ``dna.oracle`` Lightning
     ``.ckpt``) into a frozen module in eval mode; ``world`` (:mod:`dna.worlds`) and ``source``
     (the file) are noted on it."""
@@ -213,7 +260,10 @@ def _as_module(oracle: str | Path | nn.Module | None) -> nn.Module | None:
 
 class OracleSet:
     """The oracles of one world: ``finetune`` (the reward), ``eval`` (evaluation only; trained on
-    the other chromosome half) and ``atac`` (HepG2 accessibility classifier, may be ``None``).
+    the other chromosome half), ``atac`` (HepG2 accessibility classifier) and ``audit``
+    (evaluation only: a differently built oracle, the shipped one a k-mer ridge regression on
+    the eval half, ``oracle.audit`` of ``configs/oracle/pred_activity.yaml``); ``atac`` and
+    ``audit`` may be ``None`` (``audit`` is by default).
 
     Each is a checkpoint path (see :func:`resolve_oracle_path`) or an ``nn.Module`` (a user's model,
     built by Hydra from a ``_target_`` node); all are frozen and in eval mode. Defaults: the
@@ -225,16 +275,18 @@ class OracleSet:
         finetune: str | Path | nn.Module = SHIPPED_ORACLES["finetune"],
         eval: str | Path | nn.Module = SHIPPED_ORACLES["eval"],  # noqa: A002 - the role's name
         atac: str | Path | nn.Module | None = SHIPPED_ORACLES["atac"],
+        audit: str | Path | nn.Module | None = None,
         device: str | torch.device = "cpu",
     ):
         self.finetune: nn.Module = _as_module(finetune)
         self.eval: nn.Module = _as_module(eval)
         self.atac: nn.Module | None = _as_module(atac)
+        self.audit: nn.Module | None = _as_module(audit)
         self.to(device)
 
     def to(self, device: str | torch.device) -> OracleSet:
         """Move every oracle to ``device``; returns ``self``."""
-        for module in (self.finetune, self.eval, self.atac):
+        for module in (self.finetune, self.eval, self.atac, self.audit):
             if module is not None:
                 module.to(device)
         return self

@@ -22,7 +22,13 @@ from dna.evaluate import (
     summarize,
 )
 from dna.model import DNAGenerator, save_generator
-from dna.oracle import AccessibilityClassifier, OracleSet, PredActivityOracle, save_oracle
+from dna.oracle import (
+    AccessibilityClassifier,
+    KmerRidgeOracle,
+    OracleSet,
+    PredActivityOracle,
+    save_oracle,
+)
 from dna.rewards import OracleReward
 from dna.sequences import decode, encode, write_fasta
 from gempo.errors import GempoError
@@ -63,7 +69,10 @@ def parts(tmp_path: Path) -> dict[str, Path]:
 
 
 def test_score_and_summarize_match_direct_computation(parts: dict[str, Path]) -> None:
-    oracles = OracleSet(parts["finetune"], parts["eval"], parts["atac"])
+    audit = KmerRidgeOracle(k=2, seq_len=LENGTH)
+    with torch.no_grad():
+        audit.weight.normal_(generator=torch.Generator().manual_seed(0))
+    oracles = OracleSet(parts["finetune"], parts["eval"], parts["atac"], audit=audit)
     pretrained = DNAGenerator(
         channels=8, dilations=[1], kernel_size=3, time_dim=8, length=LENGTH, steps=4
     )
@@ -86,6 +95,8 @@ def test_score_and_summarize_match_direct_computation(parts: dict[str, Path]) ->
         accessible = oracles.atac.predict_accessible(tokens).numpy()
     assert row["pred_activity"] == pytest.approx(float(np.median(eval_hepg2)), abs=1e-6)
     assert row["pred_activity_ft"] == pytest.approx(float(np.median(ft_hepg2)), abs=1e-6)
+    audit_hepg2 = audit(tokens)[:, 0].numpy()
+    assert row["pred_activity_audit"] == pytest.approx(float(np.median(audit_hepg2)), abs=1e-6)
     assert row["atac_acc"] == pytest.approx(100.0 * accessible.mean())
     assert row["kmer3_corr"] == pytest.approx(metrics.kmer_pearson(tokens, world.reference, 3))
     assert row["hamming"] == pytest.approx(metrics.mean_pairwise_hamming(tokens))
@@ -176,6 +187,7 @@ def test_evaluate_cli_config_writes_three_tables(
         f"oracle.finetune={parts['finetune']}",
         f"oracle.eval={parts['eval']}",
         f"oracle.atac={parts['atac']}",
+        "oracle.audit=null",
         f"pretrained={parts['generator']}",
         f"inputs=[{fasta},{parts['generator']}]",
         "best_of_n=12",

@@ -15,17 +15,19 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from dna import simulator as sim
+from dna.analysis import kmer_labels
 from dna.oracle import (
     ASSETS_DIR,
     SHIPPED_ORACLES,
     AccessibilityClassifier,
+    KmerRidgeOracle,
     OracleSet,
     PredActivityOracle,
     load_oracle,
     save_oracle,
 )
 from dna.oracle_training import provenance
-from dna.sequences import SEQ_LEN, encode, one_hot
+from dna.sequences import SEQ_LEN, encode, one_hot, reverse_complement
 from gempo.errors import GempoError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -107,6 +109,27 @@ def test_oracle_config_with_a_user_model(tmp_path):
     assert not any(p.requires_grad for p in oracles.eval.parameters())
 
 
+def test_kmer_oracle_counts_each_kmer_with_its_reverse_complement():
+    rng = np.random.default_rng(3)
+    seqs = ["".join(rng.choice(list("ACGT"), 12)) for _ in range(6)]
+    oracle = KmerRidgeOracle(k=3, seq_len=12)
+    counts = oracle.counts(encode(seqs))
+    index = {word: i for i, word in enumerate(kmer_labels(3))}
+    for row, seq in zip(counts, seqs, strict=True):
+        expected = torch.zeros(64)
+        for i in range(len(seq) - 2):
+            word = seq[i : i + 3]
+            expected[index[word]] += 1
+            expected[index[reverse_complement(word)]] += 1
+        torch.testing.assert_close(row, expected)
+    torch.testing.assert_close(oracle.counts(one_hot(encode(seqs))), counts)  # one-hot in
+    with torch.no_grad():
+        oracle.weight.normal_()
+        oracle.bias.fill_(0.5)
+    x = encode(seqs)
+    torch.testing.assert_close(oracle(x), oracle.features(x) @ oracle.weight + 0.5)
+
+
 @shipped
 def test_shipped_oracles_from_config_and_manifest():
     with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
@@ -156,8 +179,11 @@ def test_shipped_eval_oracle_disagrees_with_the_reward_on_designed_sequences():
     with torch.no_grad():
         finetune = load_oracle(SHIPPED_ORACLES["finetune"])(x)[:, 0]
         evaluator = load_oracle(SHIPPED_ORACLES["eval"])(x)[:, 0]
+        audit = load_oracle(SHIPPED_ORACLES["audit"])(x)[:, 0]
     assert (finetune - evaluator).abs().max() > 0.5
     assert not torch.allclose(finetune, evaluator, atol=0.05)
+    for other in (finetune, evaluator):  # the audit oracle is a third model
+        assert (audit - other).abs().max() > 0.5
 
 
 def compose_training(tmp_path: Path, task: str, extra: list[str] = ()) -> object:
@@ -219,6 +245,32 @@ def test_tiny_training_run_exports_loadable_oracles(tmp_path, monkeypatch):
     summary = train_from_config(atac)
     assert 0.0 <= summary["atac"]["metrics"]["test"]["auroc"] <= 1.0
     assert isinstance(load_oracle(tmp_path / "export" / "atac.pt"), AccessibilityClassifier)
+
+
+@pytest.mark.slow
+def test_kmer_audit_oracle_fits_in_closed_form_and_exports(tmp_path, monkeypatch):
+    from dna.oracle_training import train_from_config
+
+    monkeypatch.setenv("GEMPO_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    cfg = compose_training(tmp_path, "kmer", ["data.num_sequences=4000", "kmer.k=4"])
+    summary = train_from_config(cfg)
+    audit = summary["audit"]
+    assert audit["half"] == "second" and audit["rows"]["test"] > 0
+    by_penalty = audit["metrics"]["ridge_validation_mse"]
+    assert audit["metrics"]["validation"]["mse"] == pytest.approx(min(by_penalty.values()))
+    # 4-mer counts carry part of the simulated activity's signal (motif sites are k-mers)
+    assert audit["metrics"]["test"]["pearson_hepg2"] > 0.3
+    assert summary["truth"]["audit"]["pearson_hepg2"] > 0.3
+    entry = json.loads((tmp_path / "export" / "manifest.json").read_text())["oracles"]["audit"]
+    assert (entry["class"], entry["trained_on"], entry["world"]) == (
+        "KmerRidgeOracle",
+        "chr12-22",
+        "simulated",
+    )
+    assert entry["buffers"] == 256 * 3 + 2 * 256 + 3
+    exported = load_oracle(tmp_path / "export" / "pred_activity_audit.pt")
+    assert isinstance(exported, KmerRidgeOracle) and exported(tokens()).shape == (5, 3)
 
 
 @pytest.mark.slow
