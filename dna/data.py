@@ -197,10 +197,16 @@ class HalfSplit(NamedTuple):
     by: str
 
     def name(self, half: str) -> str:
-        """``first``/``second`` in words: ``chr1-11``, or ``random half 1 of the rows``."""
-        if self.by == "chromosome":
-            return HALF_NAMES[half]
-        return f"random half {1 if half == 'first' else 2} of the rows"
+        """``first``/``second`` in words (:func:`half_name`)."""
+        return half_name(half, self.by)
+
+
+def half_name(half: str, split_by: str) -> str:
+    """Half ``first``/``second`` of a split made ``by`` chromosome or at random, in words:
+    ``chr1-11``, or ``random half 1 of the rows``."""
+    if split_by == "chromosome":
+        return HALF_NAMES[half]
+    return f"random half {1 if half == 'first' else 2} of the rows"
 
 
 def chromosome_number(chrom: pd.Series) -> pd.Series:

@@ -23,7 +23,7 @@ from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from scipy import stats
 
-from dna.data import ACTIVITY_COLUMNS, HALF_NAMES, EnhancerDataModule
+from dna.data import ACTIVITY_COLUMNS, EnhancerDataModule, half_name
 from dna.oracle import (
     AccessibilityClassifier,
     KmerRidgeOracle,
@@ -331,19 +331,16 @@ def provenance(half: str, split_by: str, val_fraction: float) -> dict[str, str]:
     tested on, as the loader actually split the data (``split_by``: ``chromosome``, or
     ``random`` when the file has no usable ``chrom`` column)."""
     other = "second" if half == "first" else "first"
-    if split_by == "chromosome":
-        return {
-            "split": "by chromosome",
-            "trained_on": HALF_NAMES[half],
-            "validated_on": "other chromosomes (chrX)",
-            "tested_on": HALF_NAMES[other],
-        }
-    index = {"first": 1, "second": 2}
+    by_chromosome = split_by == "chromosome"
     return {
-        "split": "random (the data has no usable chrom column)",
-        "trained_on": f"random half {index[half]} of the rows",
-        "validated_on": f"a random {val_fraction:.0%} of the rows",
-        "tested_on": f"random half {index[other]} of the rows",
+        "split": "by chromosome"
+        if by_chromosome
+        else "random (the data has no usable chrom column)",
+        "trained_on": half_name(half, split_by),
+        "validated_on": "other chromosomes (chrX)"
+        if by_chromosome
+        else f"a random {val_fraction:.0%} of the rows",
+        "tested_on": half_name(other, split_by),
     }
 
 
@@ -407,7 +404,7 @@ def train_from_config(cfg: DictConfig) -> dict[str, Any]:
     pl.seed_everything(cfg.seed, workers=True)
     runs: dict[str, dict[str, Any]] = {}
     for role, half in TASKS[cfg.task]:
-        log.info("training the %s oracle on %s", role, HALF_NAMES[half])
+        log.info("training the %s oracle on the %s half", role, half)  # split: manifest
         fit = fit_ridge if cfg.task == "kmer" else fit_one
         runs[role] = {**fit(cfg, role, half, out), "half": half}
     simulated = cfg.data.get("path") is None
