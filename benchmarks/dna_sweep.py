@@ -99,6 +99,13 @@ def variant_row(
         else None,  # runs without the pretrained comparison have no App-Log-Lik check
         "threshold": summaries[0]["threshold"],
         "batch_kmer3_first_last": [batch_kmer3_drift(folder) for folder in folders],
+        # the run's final model (no selection), next to the selected snapshot of the row
+        "final_model_per_seed": [
+            {k: final.get(k) for k in ("true_activity", "pred_activity", "kmer3_corr")}
+            if (final := s["rows"].get("final_model"))
+            else None
+            for s in summaries
+        ],
     }
     for metric in METRICS:
         values = [float(t[metric]) for t in tuned if metric in t]
@@ -115,8 +122,9 @@ def markdown(rows: list[dict[str, Any]], header: str) -> str:
         "",
         "| variant | oracle calls | "
         + " | ".join(shown)
-        + " | eval / 3-mer per seed | batch 3-mer, first → last | passed |",
-        "|---|---|" + "---|" * len(shown) + "---|---|---|",
+        + " | eval / 3-mer per seed | final model (no selection): true / eval / 3-mer per seed"
+        " | batch 3-mer, first → last | passed |",
+        "|---|---|" + "---|" * len(shown) + "---|---|---|---|",
     ]
     for row in rows:
         cells = [interval_text(row[m], "mean", ".3g") if m in row else "–" for m in shown]
@@ -130,10 +138,19 @@ def markdown(rows: list[dict[str, Any]], header: str) -> str:
             "–" if d is None else f"{d[0]:.2f} → {d[1]:.2f}" for d in row["batch_kmer3_first_last"]
         )
         passed = "–" if row["passed"] is None else f"{row['passed']}/{len(row['seeds'])}"
+        finals = ", ".join(
+            "–"
+            if f is None
+            else " / ".join(
+                "–" if f[k] is None else f"{f[k]:.2f}"
+                for k in ("true_activity", "pred_activity", "kmer3_corr")
+            )
+            for f in row.get("final_model_per_seed", [])
+        )
         lines.append(
             f"| `{row['variant']}` | {row['oracle_calls']} | "
             + " | ".join(cells)
-            + f" | {per_seed} | {drift} | {passed} |"
+            + f" | {per_seed} | {finals or '–'} | {drift} | {passed} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -291,7 +291,8 @@ def test_bad_config_values_raise_one_clear_error(tiny: list[str], tmp_path: Path
     [
         (
             "oracle=nope",
-            "error: oracle=nope: unknown oracle config; expected one of atac, grelu, pred_activity",
+            "error: oracle=nope: unknown oracle config; expected one of atac, grelu, kmer, "
+            "pred_activity",
         ),
         ("group_size=0", "error: group_size must be >= 1, got 0"),
         ("pretrained=/nowhere/gen.pt", "error: generator checkpoint '/nowhere/gen.pt' not found"),
