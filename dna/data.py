@@ -13,7 +13,7 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -237,6 +237,15 @@ def split_randomly(frame: pd.DataFrame, val_fraction: float = 0.05, seed: int = 
     half = len(rest) // 2
     pick = lambda idx: frame.iloc[np.sort(idx)].reset_index(drop=True)  # noqa: E731
     return HalfSplit(pick(rest[:half]), pick(rest[half:]), pick(order[:n_val]), "random")
+
+
+def configured_halves(frame: pd.DataFrame, data_cfg: Any) -> HalfSplit:
+    """:func:`split_halves` as the ``data=`` config splits for the oracles (its
+    ``val_fraction`` and ``seed``, which only a random split uses), so that training, reports
+    and the oracles agree on the halves."""
+    return split_halves(
+        frame, float(data_cfg.get("val_fraction", 0.05)), int(data_cfg.get("seed", 0))
+    )
 
 
 def split_halves(frame: pd.DataFrame, val_fraction: float = 0.05, seed: int = 0) -> HalfSplit:

@@ -35,6 +35,8 @@ from dna import metrics
 from dna.data import (
     ACTIVITY_COLUMNS,
     TOP_FRACTION,
+    HalfSplit,
+    configured_halves,
     load_enhancers,
     simulated_dataset_path,
     simulated_truth,
@@ -130,14 +132,16 @@ def build_world(
     log_lik_times: int = 32,
     motifs: Sequence[str] | None = None,
     reference_fraction: float = TOP_FRACTION,
+    halves: HalfSplit | None = None,
 ) -> EvaluationWorld:
     """An :class:`EvaluationWorld` from an ``OracleSet`` (``finetune``, ``eval``, ``atac``), the
     pretrained generator, the data table and the objective (``cell`` config). The thresholds
-    are the whole data's; the naturalness reference is the eval oracle's half's."""
+    are the whole data's; the naturalness reference is the eval oracle's half's (``halves``:
+    :func:`dna.data.configured_halves`; default :func:`dna.data.split_halves` of ``data``)."""
     check_worlds(SIMULATED if simulated else REAL, oracles, pretrained, pretrained.length)
     target = cell["target"]
     reward = cell_reward(oracles.finetune, cell)
-    halves = split_halves(data)
+    halves = split_halves(data) if halves is None else halves
     audit = getattr(oracles, "audit", None)  # a user's oracle object may have none
     reference = encode(top_fraction_reference(halves.second, reference_fraction, column=target))
     return EvaluationWorld(
@@ -358,7 +362,10 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
         cfg.data.get("path"), cfg.data.num_sequences, cfg.data.seed, pretrained.length
     )
     cell = OmegaConf.to_container(cfg.cell, resolve=True)
-    world = build_world(oracles, pretrained, data, simulated, cell, cfg.log_lik_times, cfg.motifs)
+    halves = configured_halves(data, cfg.data)
+    world = build_world(
+        oracles, pretrained, data, simulated, cell, cfg.log_lik_times, cfg.motifs, halves=halves
+    )
     rows: list[dict[str, Any]] = []
     if cfg.include_pretrained:
         torch.manual_seed(cfg.seed)

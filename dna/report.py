@@ -14,6 +14,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from dna.checks import MIN_KMER3_CORR, threshold_checks
+from dna.data import configured_halves
 from dna.evaluate import (
     EvaluationWorld,
     build_world,
@@ -104,7 +105,10 @@ def evaluation_world(
     )
     cell = OmegaConf.to_container(cfg.cell, resolve=True)
     frozen = freeze(copy.deepcopy(pretrained)).cpu()
-    world = build_world(oracles, frozen, data, simulated, cell, cfg.final.log_lik_times)
+    halves = configured_halves(data, cfg.data)
+    world = build_world(
+        oracles, frozen, data, simulated, cell, cfg.final.log_lik_times, halves=halves
+    )
     return world, data
 
 

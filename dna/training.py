@@ -16,7 +16,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
-from dna.data import ACTIVITY_COLUMNS, TOP_FRACTION, split_halves, top_fraction_reference
+from dna.data import ACTIVITY_COLUMNS, TOP_FRACTION, HalfSplit, top_fraction_reference
 from dna.metrics import count_pearson, kmer_counts, mean_pairwise_hamming
 from dna.model import SequenceGenerator, check_architecture, load_generator, record_generator
 from dna.rewards import OracleReward, RepeatPenalty
@@ -137,11 +137,11 @@ def kmer3_closeness(reference_kmers: np.ndarray) -> Callable[[Tensor], float]:
     return lambda x: count_pearson(kmer_counts(x, 3), reference_kmers)
 
 
-def training_half(data: pd.DataFrame) -> pd.DataFrame:
-    """What fine-tuning may read of the world's data: the fine-tune oracle's half
-    (:func:`dna.data.split_halves`), its sequences and measured activities only (no ``true_*``
-    columns, no other half)."""
-    return split_halves(data).first[["seq", *ACTIVITY_COLUMNS]]
+def training_half(halves: HalfSplit) -> pd.DataFrame:
+    """What fine-tuning may read of the world's data (``halves``:
+    :func:`dna.data.configured_halves`): the fine-tune oracle's half, its sequences and
+    measured activities only (no ``true_*`` columns, no other half)."""
+    return halves.first[["seq", *ACTIVITY_COLUMNS]]
 
 
 def repeat_penalty(cfg: DictConfig, data: pd.DataFrame) -> RepeatPenalty | None:

@@ -13,6 +13,7 @@ import torch
 
 from dna.data import (
     EnhancerDataModule,
+    configured_halves,
     load_enhancers,
     simulated_dataset_path,
     simulated_truth,
@@ -225,3 +226,26 @@ def test_simulated_dataset_is_cached(tmp_path, monkeypatch):
     np.testing.assert_allclose(truth, true_activity(frame["seq"].tolist()))
     monkeypatch.setattr("dna.simulator.true_activity", lambda seqs: pytest.fail("recomputed"))
     np.testing.assert_array_equal(simulated_truth(path, frame["seq"].tolist()), truth)
+
+
+def test_configured_halves_are_the_oracles_halves(tmp_path: Path) -> None:
+    """Fine-tuning and the reports split a file without chromosomes as the oracles' data module
+    did: with the data config's seed and validation share, not the defaults."""
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(
+        {
+            "seq": ["".join(rng.choice(list("ACGT"), 200)) for _ in range(60)],
+            "hepg2": rng.normal(size=60),
+            "k562": 0.0,
+            "sknsh": 0.0,
+        }
+    )
+    path = tmp_path / "data.csv"
+    frame.to_csv(path, index=False)
+    cfg = {"val_fraction": 0.1, "seed": 7}
+    oracle_data = EnhancerDataModule(path=str(path), half="first", **cfg)
+    oracle_data.setup()
+    halves = configured_halves(load_enhancers(path), cfg)
+    assert halves.by == "random"
+    assert decode(oracle_data.splits["train"].tokens) == halves.first["seq"].tolist()
+    assert halves.first["seq"].tolist() != split_halves(frame).first["seq"].tolist()

@@ -18,6 +18,7 @@ from omegaconf import OmegaConf
 
 import dna.finetune
 from dna.checks import check_names, threshold_checks
+from dna.data import split_halves
 from dna.finetune import finetune
 from dna.metrics import kmer_counts
 from dna.model import DNAGenerator, save_generator
@@ -211,7 +212,7 @@ def test_training_reads_only_the_finetune_half_of_the_measured_data() -> None:
             "chrom": ["chr1", "chr3", "chr12", "chr20", "chrX", "chr11"],
         }
     )
-    half = training_half(data)
+    half = training_half(split_halves(data))
     assert list(half.columns) == ["seq", "hepg2", "k562", "sknsh"]
     assert sorted(half["seq"]) == ["AAAAAAAA", "CATGCATG", "CCCCCCCC"]  # chr1, chr3, chr11
     cfg = OmegaConf.create({"cell": {"target": "hepg2"}})
