@@ -81,11 +81,14 @@ def validate_finetune_config(cfg: DictConfig) -> None:
         "checkpoint_every": 0,
         "objective.loss_times": 1,
         "updates_per_batch": 1,
+        "repeats.k": 1,
     }
     check_minimums(cfg, minimums)
     if cfg.objective.normalization == "zscore" and int(cfg.group_size) < 2:
         raise GempoError("objective.normalization=zscore needs group_size >= 2")
-    for key in ("reg.alpha", "reg.data"):
+    if not 0.0 < config_number(cfg, "repeats.quantile") <= 1.0:
+        raise GempoError(f"repeats.quantile must be in (0, 1], got {cfg.repeats.quantile}")
+    for key in ("reg.alpha", "reg.data", "repeats.weight"):
         if config_number(cfg, key) < 0:
             raise GempoError(f"{key} must be >= 0, got {OmegaConf.select(cfg, key)}")
     data = config_number(cfg, "reg.data")
@@ -151,9 +154,9 @@ def repeat_penalty(cfg: DictConfig, data: pd.DataFrame) -> RepeatPenalty | None:
         return None
     return RepeatPenalty.from_data(
         data["seq"].tolist(),
-        weight=float(cfg.repeats.weight),
-        k=int(cfg.repeats.k),
-        quantile=float(cfg.repeats.quantile),
+        weight=config_number(cfg, "repeats.weight"),
+        k=config_number(cfg, "repeats.k", int),
+        quantile=config_number(cfg, "repeats.quantile"),
     )
 
 

@@ -284,6 +284,12 @@ def test_bad_config_values_raise_one_clear_error(tiny: list[str], tmp_path: Path
         run([*tiny, "final.min_kmer3_corr=high"])
     with pytest.raises(GempoError, match="group_size must be an integer, got 2.5"):
         run([*tiny, "group_size=2.5"])
+    with pytest.raises(GempoError, match="repeats.k must be an integer, got 'abc'"):
+        run([*tiny, "repeats.k=abc"])
+    with pytest.raises(GempoError, match="repeats.weight must be >= 0, got -1"):
+        run([*tiny, "repeats.weight=-1"])
+    with pytest.raises(GempoError, match=r"repeats.quantile must be in \(0, 1\], got 0"):
+        run([*tiny, "repeats.quantile=0"])
 
 
 @pytest.mark.slow
