@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from dna.metrics import kmer_index
 from dna.sequences import ALPHABET, VOCAB_SIZE, encode
 from dna.simulator import MotifScanner, grammar_scanner, motif_counts
 from gempo.errors import GempoError
@@ -43,10 +44,7 @@ def kmer_profiles(tokens: Tensor, k: int = 3) -> np.ndarray:
     Same k-mer order as :func:`kmer_labels` and :func:`dna.metrics.kmer_counts` (which pools
     the counts over the whole set).
     """
-    _check_tokens(tokens, k)
-    windows = tokens.long().cpu().unfold(1, k, 1)  # (num, positions, k)
-    powers = VOCAB_SIZE ** torch.arange(k - 1, -1, -1)
-    index = (windows * powers).sum(-1)  # (num, positions)
+    index = kmer_index(tokens.cpu(), k)  # (num, positions)
     counts = torch.zeros(tokens.shape[0], VOCAB_SIZE**k, dtype=torch.float64)
     counts.scatter_add_(1, index, torch.ones_like(index, dtype=torch.float64))
     return (counts / index.shape[1]).numpy()

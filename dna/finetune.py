@@ -34,7 +34,6 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from dna.data import configured_halves
 from dna.report import evaluation_world, final_evaluation, plot_training_curve, write_summary
 from dna.rewards import cell_reward
 from dna.training import (
@@ -69,10 +68,10 @@ def finetune(cfg: DictConfig) -> dict[str, Any]:
     generator = load_pretrained(cfg)
     oracles = load_oracles(cfg)
     with torch.random.fork_rng(devices=[]):  # building it leaves the training RNG stream alone
-        world, data = evaluation_world(cfg, oracles, generator)
+        world, halves = evaluation_world(cfg, oracles, generator)
     # training reads the fine-tune oracle and its half of the data only (the world's eval
     # oracle, the other half and the truth report)
-    training_data = training_half(configured_halves(data, cfg.data))
+    training_data = training_half(halves)
     reward = cell_reward(
         oracles.finetune,
         OmegaConf.to_container(cfg.cell, resolve=True),

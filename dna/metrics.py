@@ -29,16 +29,23 @@ def _check_tokens(tokens: Tensor, k: int = 1) -> None:
         raise GempoError(f"sequences of length {tokens.shape[1]} have no {k}-mers")
 
 
-def kmer_counts(tokens: Tensor, k: int = 3) -> np.ndarray:
-    """Occurrences of each of the ``4**k`` k-mers over all sequences and positions: ``(4**k,)``.
-
-    k-mer index: base-4 number of its tokens, first token most significant (``AAA`` = 0,
-    ``AAC`` = 1, ..., ``TTT`` = 63 for ``k = 3``).
-    """
+def kmer_index(tokens: Tensor, k: int, reverse_complement: bool = False) -> Tensor:
+    """The k-mer starting at each position, as its index ``(num, length - k + 1)`` on the
+    tokens' device: the base-4 number of its tokens, first token most significant (``AAA`` =
+    0, ``AAC`` = 1, ..., ``TTT`` = 63 for ``k = 3``); with ``reverse_complement``, the index
+    of the k-mer's reverse complement (the same site read on the other strand)."""
     _check_tokens(tokens, k)
     windows = tokens.long().unfold(1, k, 1)  # (num, positions, k)
+    if reverse_complement:
+        windows = (VOCAB_SIZE - 1 - windows).flip(-1)  # A<->T, C<->G, reversed
     powers = VOCAB_SIZE ** torch.arange(k - 1, -1, -1, device=tokens.device)
-    index = (windows * powers).sum(-1).flatten()
+    return (windows * powers).sum(-1)
+
+
+def kmer_counts(tokens: Tensor, k: int = 3) -> np.ndarray:
+    """Occurrences of each of the ``4**k`` k-mers over all sequences and positions: ``(4**k,)``,
+    in :func:`kmer_index` order."""
+    index = kmer_index(tokens, k).flatten()
     return torch.bincount(index, minlength=VOCAB_SIZE**k).cpu().numpy()
 
 
@@ -47,12 +54,8 @@ def max_kmer_copies(tokens: Tensor, k: int = 8) -> Tensor:
     counted together: ``LongTensor (num,)`` on the tokens' device. A sequence that repeats one
     motif scores high (a site planted 6 times: at least 6); natural 200 bp sequences rarely
     hold an 8-mer more than 3 times."""
-    _check_tokens(tokens, k)
-    windows = tokens.long().unfold(1, k, 1)  # (num, positions, k)
-    powers = VOCAB_SIZE ** torch.arange(k - 1, -1, -1, device=tokens.device)
-    forward = (windows * powers).sum(-1)
-    reverse = ((VOCAB_SIZE - 1 - windows).flip(-1) * powers).sum(-1)  # A<->T, C<->G, reversed
-    ordered = torch.minimum(forward, reverse).sort(dim=1).values  # canonical k-mers, sorted
+    canonical = torch.minimum(kmer_index(tokens, k), kmer_index(tokens, k, reverse_complement=True))
+    ordered = canonical.sort(dim=1).values
     # the longest run of equal values in each sorted row
     same = (ordered[:, 1:] == ordered[:, :-1]).long()
     run = torch.zeros(len(ordered), dtype=torch.long, device=tokens.device)

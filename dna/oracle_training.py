@@ -205,12 +205,13 @@ def fit_ridge(cfg: DictConfig, role: str, half: str, out: Path) -> dict[str, Any
     rows = len(train)
     mean = sum(c.sum(0) for c in counts) / rows
     scale = (sum(((c - mean) ** 2).sum(0) for c in counts) / rows).sqrt().clamp(min=1e-6)
-    gram = sum((((c - mean) / scale).T @ ((c - mean) / scale)) for c in counts)
+    standardised = [(c - mean) / scale for c in counts]  # what the linear model reads
+    del counts
     target = train.activity.double()
     bias = target.mean(0)
+    gram = sum(x.T @ x for x in standardised)
     moment = sum(
-        ((c - mean) / scale).T @ (target[i : i + 2048] - bias)
-        for c, i in zip(counts, chunks, strict=True)
+        x.T @ (target[i : i + 2048] - bias) for x, i in zip(standardised, chunks, strict=True)
     )
     eigenvalues, eigenvectors = torch.linalg.eigh(gram)
     projected = eigenvectors.T @ moment
@@ -218,19 +219,19 @@ def fit_ridge(cfg: DictConfig, role: str, half: str, out: Path) -> dict[str, Any
     net.scale.copy_(scale.float())
     net.bias.copy_(bias.float())
     validation = data.splits["val"]
+    labels = validation.activity.numpy()
     by_penalty: dict[str, float] = {}
-    best = (float("inf"), None)
+    best: tuple[float, torch.Tensor, np.ndarray] | None = None
     for penalty in cfg.kmer.ridge:
         weight = eigenvectors @ (projected / (eigenvalues + float(penalty) * rows)[:, None])
         net.weight.copy_(weight.float())
-        mse = float(((predict(net, validation.tokens) - validation.activity.numpy()) ** 2).mean())
-        by_penalty[str(penalty)] = mse
-        if mse < best[0]:
-            best = (mse, weight)
+        predicted = predict(net, validation.tokens)
+        by_penalty[str(penalty)] = float(((predicted - labels) ** 2).mean())
+        if best is None or by_penalty[str(penalty)] < best[0]:
+            best = (by_penalty[str(penalty)], weight, predicted)
     net.weight.copy_(best[1].float())
     seconds = time.time() - start
-    metrics = {"validation": regression_metrics(predict(net, validation.tokens),
-                                                validation.activity.numpy())}  # fmt: skip
+    metrics = {"validation": regression_metrics(best[2], labels)}
     if len(data.splits["test"]):
         test = data.splits["test"]
         metrics["test"] = regression_metrics(predict(net, test.tokens), test.activity.numpy())

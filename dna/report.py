@@ -14,7 +14,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from dna.checks import MIN_KMER3_CORR, threshold_checks
-from dna.data import configured_halves
+from dna.data import HalfSplit, configured_halves
 from dna.evaluate import (
     EvaluationWorld,
     build_world,
@@ -96,10 +96,10 @@ def plot_training_curve(
 
 def evaluation_world(
     cfg: DictConfig, oracles: Any, pretrained: SequenceGenerator
-) -> tuple[EvaluationWorld, pd.DataFrame]:
+) -> tuple[EvaluationWorld, HalfSplit]:
     """The configured data world (reference set, threshold, ground truth) with the oracles and
     a frozen copy of the pretrained generator (training changes the original), on the CPU;
-    and the world's data table."""
+    and the data's halves as the oracles split them (:func:`dna.data.configured_halves`)."""
     data, simulated = load_world_data(
         cfg.data.get("path"), cfg.data.num_sequences, cfg.data.seed, pretrained.length
     )
@@ -109,7 +109,7 @@ def evaluation_world(
     world = build_world(
         oracles, frozen, data, simulated, cell, cfg.final.log_lik_times, halves=halves
     )
-    return world, data
+    return world, halves
 
 
 def final_evaluation(

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from dna.data import ACTIVITY_COLUMNS
+from dna.metrics import kmer_index
 from dna.sequences import (
     SEQ_LEN,
     VOCAB_SIZE,
@@ -164,10 +165,8 @@ class KmerRidgeOracle(nn.Module):
         tokens = x.argmax(dim=1) if x.is_floating_point() else x.long()
         if tokens.shape[-1] != self.seq_len:
             raise GempoError(f"oracle: sequence length {tokens.shape[-1]}, expected {self.seq_len}")
-        windows = tokens.unfold(1, self.k, 1)  # (batch, positions, k)
-        powers = VOCAB_SIZE ** torch.arange(self.k - 1, -1, -1, device=tokens.device)
-        forward = (windows * powers).sum(-1)
-        reverse = ((VOCAB_SIZE - 1 - windows).flip(-1) * powers).sum(-1)
+        forward = kmer_index(tokens, self.k)
+        reverse = kmer_index(tokens, self.k, reverse_complement=True)
         counts = torch.zeros(len(tokens), VOCAB_SIZE**self.k, device=tokens.device)
         ones = torch.ones_like(forward, dtype=counts.dtype)
         return counts.scatter_add_(1, forward, ones).scatter_add_(1, reverse, ones)
