@@ -186,7 +186,7 @@ def build_module(
 ) -> DNAGeMPOModule:
     """The GeMPO LightningModule from config (the ``objective`` group, reg, schedule).
     ``data``: the training half of the world's data (columns ``seq`` and the activities; the
-    fine-tune oracle's half, :func:`dna.data.split_halves`): its most active sequences are
+    fine-tune oracle's half, :func:`training_half`): its most active sequences are
     replayed when ``reg.data > 0``, and the 3-mer counts of its top 0.1% by the objective's
     target column are what the batches' 3-mer correlation is logged against (the closeness
     that ``reg.data_target`` and ``final.min_kmer3_corr`` hold); without it, neither."""
