@@ -46,6 +46,7 @@ from dna.training import (
 )
 from gempo.module import ContextStream
 from gempo.runs import (
+    ProgressLog,
     claim_run_dir,
     command_line,
     hydra_main,
@@ -56,6 +57,9 @@ from gempo.runs import (
 )
 
 log = logging.getLogger(__name__)
+
+FINETUNE_LOG_KEYS = ("train/reward_median", "train/kmer3_corr", "train/reward_calls")
+"""The metrics of each progress line in ``finetune.log``."""
 
 
 def finetune(cfg: DictConfig) -> dict[str, Any]:
@@ -85,7 +89,10 @@ def finetune(cfg: DictConfig) -> dict[str, Any]:
         default_root_dir=run_dir,
         logger=run_loggers(run_dir, ckpt_path),
         enable_checkpointing=False,  # DNAGeMPOModule writes checkpoints/last.ckpt itself
-        callbacks=progress_bar(cfg.trainer, refresh_rate=1),
+        callbacks=[
+            *progress_bar(cfg.trainer, refresh_rate=1),
+            ProgressLog(int(cfg.log_every), FINETUNE_LOG_KEYS),
+        ],
     )
     started = time.time()
     stream = torch.utils.data.DataLoader(ContextStream(groups=int(cfg.groups)), batch_size=None)

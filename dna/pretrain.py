@@ -36,6 +36,8 @@ from gempo.errors import GempoError
 from gempo.module import OptimizerFactory
 from gempo.nets import freeze
 from gempo.runs import (
+    ProgressLog,
+    check_minimums,
     claim_export,
     claim_run_dir,
     command_line,
@@ -142,8 +144,7 @@ def export_generator(
 
 def validate_pretrain_config(cfg: DictConfig) -> None:
     """One-line errors for the values a user most often gets wrong."""
-    if int(cfg.data.batch_size) < 1:
-        raise GempoError(f"data.batch_size must be >= 1, got {cfg.data.batch_size}")
+    check_minimums(cfg, {"data.batch_size": 1, "log_every": 1, "checkpoint_every": 1})
     if cfg.trainer.get("max_steps", -1) in (0, None):
         raise GempoError("trainer.max_steps must be > 0 (or -1 with trainer.max_time)")
 
@@ -179,11 +180,15 @@ def pretrain(cfg: DictConfig) -> dict[str, Any]:
         **OmegaConf.to_container(cfg.trainer, resolve=True),
         default_root_dir=run_dir,
         logger=run_loggers(run_dir, resume_from),
-        callbacks=[checkpoint, *progress_bar(cfg.trainer, refresh_rate=10)],
+        callbacks=[
+            checkpoint,
+            *progress_bar(cfg.trainer, refresh_rate=10),
+            ProgressLog(int(cfg.log_every), ["train/nelbo", "val/nelbo"]),
+        ],
     )
     started = time.time()
     trainer.fit(module, datamodule=data, ckpt_path=resume_from)
-    trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt")
+    trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
     if not trainer.is_global_zero:  # data-parallel workers: rank 0 exports and reports
         return {"rank": trainer.global_rank}
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}

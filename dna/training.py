@@ -63,7 +63,7 @@ class DNAGeMPOModule(GeMPOModule):
             return
         last = self.trainer.max_steps > 0 and self.global_step >= self.trainer.max_steps
         if last or self.global_step % self.checkpoint_every == 0:
-            self.trainer.save_checkpoint(self.checkpoint_path)
+            self.trainer.save_checkpoint(self.checkpoint_path, weights_only=False)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_save_checkpoint(checkpoint)
@@ -79,6 +79,7 @@ def validate_finetune_config(cfg: DictConfig) -> None:
         "final.num_samples": 1,
         "final.batch_size": 1,
         "checkpoint_every": 0,
+        "log_every": 1,
         "objective.loss_times": 1,
         "updates_per_batch": 1,
         "repeats.k": 1,

@@ -13,6 +13,7 @@ import os
 import shlex
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -107,6 +108,52 @@ def run_loggers(run_dir: Path, resume_from: str | None = None) -> list[pl.logger
 def progress_bar(trainer_cfg: DictConfig, refresh_rate: int) -> list[TQDMProgressBar]:
     """A progress bar callback, unless ``trainer.enable_progress_bar`` is false."""
     return [TQDMProgressBar(refresh_rate)] if trainer_cfg.get("enable_progress_bar", True) else []
+
+
+class ProgressLog(pl.Callback):
+    """Write a line to the run's log every ``every`` optimizer steps and at the last one: the
+    step, the latest values of ``keys`` (logged metrics), the time so far and an ETA.
+
+    The rate behind the ETA is measured from the first logged step on, so the set-up before
+    training (data, oracles, the first batch) does not make it optimistic or pessimistic. With
+    ``trainer.max_time`` only and no step budget, the line has no ETA.
+    """
+
+    def __init__(self, every: int, keys: Sequence[str]) -> None:
+        if every < 1:
+            raise GempoError(f"log_every must be >= 1, got {every}")
+        self.every = every
+        self.keys = list(keys)
+        self._start: tuple[int, float] | None = None  # (step, time) of the first logged step
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        step, total = trainer.global_step, trainer.max_steps
+        last = total > 0 and step >= total
+        if not trainer.is_global_zero or step == 0 or not (last or step % self.every == 0):
+            return
+        now = time.monotonic()
+        if self._start is None:
+            self._start = (step, now)
+        first_step, started = self._start
+        metrics = trainer.callback_metrics
+        values = ", ".join(
+            f"{key} {float(metrics[key]):.4g}" for key in self.keys if key in metrics
+        )
+        line = f"step {step}" + (f"/{total} ({100 * step / total:.0f}%)" if total > 0 else "")
+        if values:
+            line += f", {values}"
+        if total > 0 and step > first_step:
+            rate = (step - first_step) / (now - started)
+            line += f", ETA {format_seconds((total - step) / rate)}"
+        log.info(line)
+
+
+def format_seconds(seconds: float) -> str:
+    """``3725.0`` -> ``'1h02m'``, ``95.0`` -> ``'1m35s'``."""
+    seconds = max(int(round(seconds)), 0)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
 
 
 @contextlib.contextmanager

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -92,8 +93,18 @@ def metrics_by_step(path: Path) -> pd.DataFrame:
     return frame.dropna(subset=["train/loss"]).set_index("step")
 
 
-def test_finetune_raises_reward_and_writes_outputs(tiny: list[str], tmp_path: Path) -> None:
-    summary = run([*tiny, "trainer.max_steps=15", "checkpoint_every=5"])
+def test_finetune_raises_reward_and_writes_outputs(
+    tiny: list[str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="gempo.runs"):
+        summary = run([*tiny, "trainer.max_steps=15", "checkpoint_every=5", "log_every=5"])
+    progress = [r.getMessage() for r in caplog.records if r.name == "gempo.runs"]
+    assert [line.split(",")[0] for line in progress] == [
+        "step 5/15 (33%)",
+        "step 10/15 (67%)",
+        "step 15/15 (100%)",
+    ]
+    assert all("train/reward_median" in line and "train/kmer3_corr" in line for line in progress)
     base, tuned = summary["rows"]["pretrained"], summary["rows"]["finetuned"]
     assert base["pred_activity"] == pytest.approx(0.25, abs=0.08)  # uniform generator
     assert tuned["pred_activity"] > base["pred_activity"] + 0.1
