@@ -82,6 +82,18 @@ def checks_of(summary: dict[str, Any]) -> tuple[str, ...]:
     return check_names(bool(summary.get("simulated")))
 
 
+def threshold_text(row: dict[str, Any]) -> str:
+    """The threshold the checks use: the data's true 99.9th percentile in the simulated world
+    (the measured one next to it), else the measured one."""
+    measured = f"the data's measured 99.9th percentile {row['threshold']:.2f}"
+    if row.get("true_threshold") is None:
+        return f"threshold: {measured}"
+    return (
+        f"threshold: the data's true 99.9th percentile {row['true_threshold']:.3f}, checked "
+        f"against the true median ({measured})"
+    )
+
+
 def variant_row(
     variant: str, summaries: list[dict[str, Any]], folders: list[Path]
 ) -> dict[str, Any]:
@@ -98,6 +110,7 @@ def variant_row(
         if all(c in s["checks"] for s in summaries for c in checks_of(s))
         else None,  # runs without the pretrained comparison have no App-Log-Lik check
         "threshold": summaries[0]["threshold"],
+        "true_threshold": summaries[0].get("true_threshold"),
         "batch_kmer3_first_last": [batch_kmer3_drift(folder) for folder in folders],
         # the run's final model (no selection), next to the selected snapshot of the row
         "final_model_per_seed": [
@@ -203,8 +216,8 @@ def main() -> None:
     header = (
         f"`dna.finetune` variants (overrides of the default command), mean [95% bootstrap "
         f"interval] over seeds "
-        f"{args.seeds}; threshold (99.9th percentile of the data) {rows[0]['threshold']:.2f}; "
-        f"passed = seeds passing all three checks. {args.note}".strip()
+        f"{args.seeds}; {threshold_text(rows[0])}; passed = seeds passing all three checks. "
+        f"{args.note}".strip()
     )
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{args.name}.md").write_text(markdown(rows, header))
