@@ -10,7 +10,8 @@ A generator that learned only the background has a NELBO at the background chain
 and samples with next to no activity; one that knows the planted motifs sits below that
 entropy and samples sequences whose truth and sites look like the data's. Rows: fresh simulated
 sequences (``--fresh`` of them, a seed nothing trained on), then each generator
-(``--samples`` samples, its own sampling steps). Writes ``benchmarks/results/<name>.{md,json}``.
+(``--samples`` samples, its own sampling steps unless ``--steps``). Writes
+``benchmarks/results/<name>.{md,json}``.
 """
 
 from __future__ import annotations
@@ -124,6 +125,7 @@ def main() -> None:
     parser.add_argument("--times", type=int, default=16, help="mask levels per NELBO estimate")
     parser.add_argument("--batch-size", type=int, default=250)
     parser.add_argument("--seed", type=int, default=0, help="sampling seed")
+    parser.add_argument("--steps", type=int, help="sampling steps (default: each file's own)")
     parser.add_argument("--name", default="generator_quality", help="stem of the result files")
     args = parser.parse_args()
     fresh = encode(simulate_sequences(args.fresh, seed=args.fresh_seed))
@@ -139,7 +141,7 @@ def main() -> None:
         torch.manual_seed(args.fresh_seed)  # the same masks for every generator's NELBO
         mean, se = nelbo(path, fresh, args.times, args.batch_size)
         torch.manual_seed(args.seed)
-        tokens = load_generator(path).sample_tokens(args.samples, args.batch_size)
+        tokens = load_generator(path, steps=args.steps).sample_tokens(args.samples, args.batch_size)
         resolved = path.resolve()
         name = resolved.relative_to(REPO) if resolved.is_relative_to(REPO) else path
         rows.append(
@@ -160,8 +162,9 @@ def main() -> None:
         f"(first-order dinucleotide Markov chain, without its per-sequence GC tilt) has an "
         f"entropy of {floor:.1f} nats per {length} bp ({floor / (math.log(2.0) * length):.3f} "
         "bits/base): a generator at or above it has learned no more than the background. "
-        f"Samples: {args.samples} per generator (seed {args.seed}, each file's own sampling "
-        "steps); truth from the simulator; sites: the simulator's PWM hits (either strand) of "
+        f"Samples: {args.samples} per generator (seed {args.seed}, "
+        f"{args.steps or 'its own'} sampling steps); truth from the simulator; sites: the "
+        "simulator's PWM hits (either strand) of "
         "the HepG2 factors and of all factors. 'data's p99': the fresh sequences' 99th "
         f"percentile of the truth ({data_top:.2f}). Machine: {platform.machine()}, "
         f"{os.cpu_count()} cores, {torch.get_num_threads()} torch threads, torch "
