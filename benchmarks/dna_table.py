@@ -1,13 +1,16 @@
-"""The default DNA command over seeds: the table that docs/dna.md reads, ground truth first.
+r"""The default DNA command over seeds: the table that docs/dna.md reads, ground truth first.
 
     python benchmarks/dna_table.py --seeds 0 1 2 3 4 --jobs 2   # runs what is missing, tabulates
     python benchmarks/dna_table.py --report                     # tabulates finished runs only
+    # the default command alone on the machine, timed (wall time and peak memory):
+    python benchmarks/dna_table.py --seeds 0 --jobs 1 --threads 2 --out outputs/bench_dna_default \
+        --name dna_finetune_default
 
 Each seed is ``python -m dna.finetune oracle=pred_activity seed=<s>`` with nothing else changed
 (run folders ``<out>/default-seed<s>``; a finished one is not run again), with ``--threads``
 torch threads (results depend on the thread count: CPU kernels sum in an order that changes
 with it, and an online run amplifies the last-bit differences). Writes
-``benchmarks/results/dna_table.{md,json}``:
+``benchmarks/results/<--name>.{md,json}`` (default ``dna_table``):
 
 - the world: the data's 99.9th percentile of the objective, measured and true (the designs'
   true median is checked against the true one);
@@ -108,6 +111,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "outputs" / "bench_dna_table")
     parser.add_argument("--report", action="store_true", help="run nothing, tabulate")
     parser.add_argument("--note", default="", help="how the runs shared the machine (header)")
+    parser.add_argument("--name", default="dna_table", help="stem of the result files")
     args = parser.parse_args()
     out = args.out.resolve()
     if not args.report:
@@ -127,7 +131,8 @@ def main() -> None:
         [
             "# `python -m dna.finetune oracle=pred_activity` over seeds",
             "",
-            f"Written by `python benchmarks/dna_table.py`. Seeds {sorted(finished)} of "
+            f"Written by `python benchmarks/dna_table.py --name {args.name}`. "
+            f"Seeds {sorted(finished)} of "
             f"{args.seeds}; {world['final_num_samples']} final samples per row; simulated world. "
             f"The data's 99.9th percentile of the objective: **{world['true']:.3f} true**, "
             f"{world['measured']:.3f} measured. Machine: {platform.machine()}, "
@@ -153,9 +158,9 @@ def main() -> None:
     else:
         text = header + "\n\nNo seed has finished yet.\n"
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "dna_table.md").write_text(text)
+    (RESULTS / f"{args.name}.md").write_text(text)
     payload = {"world": world, "seeds": sorted(finished), "rows": rows}
-    (RESULTS / "dna_table.json").write_text(json.dumps(payload, indent=1))
+    (RESULTS / f"{args.name}.json").write_text(json.dumps(payload, indent=1))
     print(text)
 
 
