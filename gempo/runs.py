@@ -112,7 +112,7 @@ def progress_bar(trainer_cfg: DictConfig, refresh_rate: int) -> list[TQDMProgres
 
 class ProgressLog(pl.Callback):
     """Write a line to the run's log every ``every`` optimizer steps and at the last one: the
-    step, the latest values of ``keys`` (logged metrics), the time so far and an ETA.
+    step (of ``trainer.max_steps``), the latest values of ``keys`` (logged metrics) and an ETA.
 
     The rate behind the ETA is measured from the first logged step on, so the set-up before
     training (data, oracles, the first batch) does not make it optimistic or pessimistic. With
