@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from dna_weights import REPO, RESULTS
 
-from dna.model import load_generator
+from dna.model import SequenceGenerator, load_generator
 from dna.sequences import encode
 from dna.simulator import (
     BACKGROUND,
@@ -38,6 +38,7 @@ from dna.simulator import (
     simulate_sequences,
     true_activity,
 )
+from gempo.nets import module_device
 from gempo.samplers import masked_nelbo
 
 SHIPPED = REPO / "dna" / "assets" / "generator" / "pretrained_small.pt"
@@ -80,13 +81,17 @@ def sample_statistics(
 
 
 @torch.no_grad()
-def nelbo(path: Path, tokens: torch.Tensor, times: int, batch_size: int) -> tuple[float, float]:
-    """The generator's mean NELBO (nats per sequence) over ``tokens`` and its standard error."""
-    generator = load_generator(path)
-    generator.eval()
+def nelbo(
+    generator: SequenceGenerator, tokens: torch.Tensor, times: int, batch_size: int
+) -> tuple[float, float]:
+    """The generator's mean NELBO (nats per sequence) over ``tokens`` ``(num, length)``, computed
+    on the generator's device, and its standard error."""
+    device = module_device(generator)
     values = torch.cat(
         [
-            masked_nelbo(generator.denoiser, generator.path, tokens[i : i + batch_size], times)
+            masked_nelbo(
+                generator.denoiser, generator.path, tokens[i : i + batch_size].to(device), times
+            )
             for i in range(0, len(tokens), batch_size)
         ]
     )
@@ -130,6 +135,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="sampling seed")
     parser.add_argument("--steps", type=int, help="sampling steps (default: each file's own)")
     parser.add_argument("--name", default="generator_quality", help="stem of the result files")
+    parser.add_argument("--device", default="cpu", help="where the generators run, e.g. cuda")
     args = parser.parse_args()
     fresh = encode(simulate_sequences(args.fresh, seed=args.fresh_seed))
     length = fresh.shape[1]
@@ -142,10 +148,11 @@ def main() -> None:
         }
     ]
     for path in args.generators:
+        generator = load_generator(path, steps=args.steps).to(args.device).eval()
         torch.manual_seed(args.fresh_seed)  # the same masks for every generator's NELBO
-        mean, se = nelbo(path, fresh, args.times, args.batch_size)
+        mean, se = nelbo(generator, fresh, args.times, args.batch_size)
         torch.manual_seed(args.seed)
-        tokens = load_generator(path, steps=args.steps).sample_tokens(args.samples, args.batch_size)
+        tokens = generator.sample_tokens(args.samples, args.batch_size, args.device).cpu()
         resolved = path.resolve()
         name = resolved.relative_to(REPO) if resolved.is_relative_to(REPO) else path
         rows.append(
@@ -158,6 +165,8 @@ def main() -> None:
             }
         )
     floor = background_entropy(length)
+    device = torch.device(args.device)
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else "the CPU"
     header = (
         "# What the pretrained generator knows (simulated world, objective: HepG2 activity)\n\n"
         "Written by `python benchmarks/generator_quality.py`. NELBO: the negative ELBO of the "
@@ -172,7 +181,7 @@ def main() -> None:
         "the HepG2 factors and of all factors. 'data's p99': the fresh sequences' 99th "
         f"percentile of the truth ({data_top:.2f}). Machine: {platform.machine()}, "
         f"{os.cpu_count()} cores, {torch.get_num_threads()} torch threads, torch "
-        f"{torch.__version__}."
+        f"{torch.__version__}, generators on {where}."
     )
     text = markdown(rows, header)
     RESULTS.mkdir(parents=True, exist_ok=True)

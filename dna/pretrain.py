@@ -53,6 +53,16 @@ from gempo.samplers import masked_nelbo
 log = logging.getLogger(__name__)
 
 
+def learning_rate_factor(step: int, warmup_steps: int, decay_steps: int | None) -> float:
+    """The learning rate's multiplier at optimizer ``step``: a linear warmup over
+    ``warmup_steps``, then constant, or with ``decay_steps`` a cosine decay that reaches 0 at
+    step ``decay_steps`` and stays there."""
+    factor = min(1.0, (step + 1) / max(warmup_steps, 1))
+    if decay_steps is not None:
+        factor *= 0.5 * (1.0 + math.cos(math.pi * min(step, decay_steps) / decay_steps))
+    return factor
+
+
 class MaskedDiffusionPretraining(pl.LightningModule):
     """Maximum-likelihood (NELBO) training of a :class:`~dna.model.SequenceGenerator`.
 
@@ -67,15 +77,19 @@ class MaskedDiffusionPretraining(pl.LightningModule):
         ema_decay: float | None = 0.999,
         warmup_steps: int = 200,
         val_num_times: int = 4,
+        decay_steps: int | None = None,
     ) -> None:
         super().__init__()
         if ema_decay is not None and not 0.0 < ema_decay < 1.0:
             raise GempoError(f"ema_decay must be in (0, 1) or null, got {ema_decay}")
         if warmup_steps < 0 or val_num_times < 1:
             raise GempoError("warmup_steps must be >= 0 and val_num_times >= 1")
+        if decay_steps is not None and decay_steps < 1:
+            raise GempoError(f"decay_steps must be >= 1 or null, got {decay_steps}")
         self.generator = generator
         self.optimizer_factory = optimizer
         self.warmup_steps = warmup_steps
+        self.decay_steps = decay_steps
         self.val_num_times = val_num_times
         self.ema = (
             freeze(
@@ -117,9 +131,8 @@ class MaskedDiffusionPretraining(pl.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         optimizer = self.optimizer_factory(self.generator.parameters())
-        warmup = max(self.warmup_steps, 1)
         schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda s: min(1.0, (s + 1) / warmup)
+            optimizer, lambda s: learning_rate_factor(s, self.warmup_steps, self.decay_steps)
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
@@ -168,7 +181,12 @@ def pretrain(cfg: DictConfig) -> dict[str, Any]:
     generator: SequenceGenerator = instantiate(cfg.model)
     generator.world = data_world(cfg.data.get("path"))
     module = MaskedDiffusionPretraining(
-        generator, instantiate(cfg.optimizer), cfg.ema_decay, cfg.warmup_steps, cfg.val_num_times
+        generator,
+        instantiate(cfg.optimizer),
+        cfg.ema_decay,
+        cfg.warmup_steps,
+        cfg.val_num_times,
+        cfg.decay_steps,
     )
     checkpoint = ModelCheckpoint(
         dirpath=run_dir / "checkpoints",
@@ -186,12 +204,18 @@ def pretrain(cfg: DictConfig) -> dict[str, Any]:
             ProgressLog(int(cfg.log_every), ["train/nelbo", "val/nelbo"]),
         ],
     )
+    resumed_step = (
+        int(torch.load(resume_from, map_location="cpu", weights_only=False)["global_step"])
+        if resume_from is not None
+        else None
+    )
     started = time.time()
     trainer.fit(module, datamodule=data, ckpt_path=resume_from)
     trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
     if not trainer.is_global_zero:  # data-parallel workers: rank 0 exports and reports
         return {"rank": trainer.global_rank}
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    device = trainer.strategy.root_device
     record = {
         "command": command_line(),
         "model": OmegaConf.to_container(cfg.model, resolve=True),
@@ -204,8 +228,15 @@ def pretrain(cfg: DictConfig) -> dict[str, Any]:
         "val_bits_per_base": metrics.get("val/bits_per_base"),
         "seed": int(cfg.seed),
         "torch": str(torch.__version__),
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads"
+        + (f", {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""),
     }
+    if resume_from is not None:  # the run so far: where it resumed, and the record before
+        earlier = run_dir / "pretrain_summary.json"
+        record["resumed_from"] = {
+            "checkpoint_step": resumed_step,
+            "earlier": json.loads(earlier.read_text()) if earlier.is_file() else None,
+        }
     save_generator(module.trained_generator(), run_dir / "generator.pt", meta=record)
     if export_dir is not None:
         log.info("exported %s", export_generator(module, export_dir, name, record))

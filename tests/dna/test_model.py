@@ -18,7 +18,7 @@ from dna.model import (
     load_generator,
     save_generator,
 )
-from dna.pretrain import pretrain
+from dna.pretrain import MaskedDiffusionPretraining, learning_rate_factor, pretrain
 from gempo.errors import GempoError
 from gempo.runs import check_group_choices
 from tests.conftest import CONFIG_DIR
@@ -162,3 +162,36 @@ def test_pretrain_lowers_the_nelbo_and_exports(
     assert from_ckpt.world == exported.world == "real"  # a data file: the real world
     with pytest.raises(GempoError, match="pretrained_custom.pt already exist"):
         pretrain(compose_config("dna_pretrain", [*overrides, "resume=true"]))
+    more = [*overrides, "resume=true", "overwrite=true", "trainer.max_steps=40", "decay_steps=40"]
+    resumed = pretrain(compose_config("dna_pretrain", more))
+    assert resumed["optimizer_steps"] == 40  # the record says where the run resumed, and from what
+    assert resumed["resumed_from"]["checkpoint_step"] == 30
+    assert resumed["resumed_from"]["earlier"]["optimizer_steps"] == 30
+
+
+def test_learning_rate_warms_up_then_decays_to_zero_on_a_cosine() -> None:
+    assert learning_rate_factor(0, 10, None) == pytest.approx(0.1)
+    assert learning_rate_factor(500, 10, None) == 1.0  # constant without decay_steps
+    factors = [learning_rate_factor(s, 10, 100) for s in range(10, 130)]
+    assert factors[0] == pytest.approx(0.5 * (1 + np.cos(np.pi * 0.1)))
+    assert all(a >= b for a, b in zip(factors, factors[1:], strict=False))  # monotone decay
+    assert learning_rate_factor(50, 10, 100) == pytest.approx(0.5)  # half-way: half the rate
+    assert learning_rate_factor(100, 10, 100) == learning_rate_factor(120, 10, 100) == 0.0
+    module = MaskedDiffusionPretraining(
+        instantiate(compose_config("dna_pretrain", ["model.channels=8"]).model),
+        lambda params: torch.optim.SGD(params, lr=1.0),
+        warmup_steps=1,
+        decay_steps=4,
+    )
+    configured = module.configure_optimizers()
+    schedule = configured["lr_scheduler"]["scheduler"]
+    rates = []
+    for _ in range(5):
+        rates.append(schedule.get_last_lr()[0])
+        configured["optimizer"].step()
+        schedule.step()
+    assert rates == pytest.approx(
+        [1.0, 0.5 * (1 + np.cos(np.pi / 4)), 0.5, 0.5 * (1 - np.cos(np.pi / 4)), 0.0]
+    )
+    with pytest.raises(GempoError, match="decay_steps"):
+        MaskedDiffusionPretraining(module.generator, lambda p: None, decay_steps=0)
