@@ -5,6 +5,8 @@ HepG2 activity and motif sites against fresh data's.
     python benchmarks/generator_quality.py                                   # the shipped one
     python benchmarks/generator_quality.py dna/assets/generator/pretrained_small.pt \
         outputs/dna_pretrain/small-long/generator.pt --name generator_quality
+    python benchmarks/generator_quality.py outputs/dna_pretrain/drakes-seed0/generator.pt \
+        --device cuda                                                        # on a GPU
 
 A generator that learned only the background has a NELBO at the background chain's entropy
 and samples with next to no activity; one that knows the planted motifs sits below that
