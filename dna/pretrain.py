@@ -90,6 +90,7 @@ class MaskedDiffusionPretraining(pl.LightningModule):
         self.optimizer_factory = optimizer
         self.warmup_steps = warmup_steps
         self.decay_steps = decay_steps
+        self.resumed_step: int | None = None  # the step of the checkpoint a resumed run loaded
         self.val_num_times = val_num_times
         self.ema = (
             freeze(
@@ -138,6 +139,9 @@ class MaskedDiffusionPretraining(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         record_generator(checkpoint, self.generator)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.resumed_step = int(checkpoint["global_step"])  # for the run's record
 
 
 def export_generator(
@@ -204,11 +208,6 @@ def pretrain(cfg: DictConfig) -> dict[str, Any]:
             ProgressLog(int(cfg.log_every), ["train/nelbo", "val/nelbo"]),
         ],
     )
-    resumed_step = (
-        int(torch.load(resume_from, map_location="cpu", weights_only=False)["global_step"])
-        if resume_from is not None
-        else None
-    )
     started = time.time()
     trainer.fit(module, datamodule=data, ckpt_path=resume_from)
     trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
@@ -234,7 +233,7 @@ def pretrain(cfg: DictConfig) -> dict[str, Any]:
     if resume_from is not None:  # the run so far: where it resumed, and the record before
         earlier = run_dir / "pretrain_summary.json"
         record["resumed_from"] = {
-            "checkpoint_step": resumed_step,
+            "checkpoint_step": module.resumed_step,
             "earlier": json.loads(earlier.read_text()) if earlier.is_file() else None,
         }
     save_generator(module.trained_generator(), run_dir / "generator.pt", meta=record)
