@@ -139,6 +139,10 @@ def main() -> None:
     parser.add_argument("--name", default="generator_quality", help="stem of the result files")
     parser.add_argument("--device", default="cpu", help="where the generators run, e.g. cuda")
     args = parser.parse_args()
+    try:
+        device = torch.device(args.device)
+    except RuntimeError:
+        parser.error(f"--device {args.device!r}: expected a torch device such as cpu or cuda")
     fresh = encode(simulate_sequences(args.fresh, seed=args.fresh_seed))
     length = fresh.shape[1]
     fresh_truth = true_activity(fresh)[:, 0]
@@ -150,11 +154,11 @@ def main() -> None:
         }
     ]
     for path in args.generators:
-        generator = load_generator(path, steps=args.steps).to(args.device).eval()
+        generator = load_generator(path, steps=args.steps).to(device).eval()
         torch.manual_seed(args.fresh_seed)  # the same masks for every generator's NELBO
         mean, se = nelbo(generator, fresh, args.times, args.batch_size)
         torch.manual_seed(args.seed)
-        tokens = generator.sample_tokens(args.samples, args.batch_size, args.device).cpu()
+        tokens = generator.sample_tokens(args.samples, args.batch_size, device).cpu()
         resolved = path.resolve()
         name = resolved.relative_to(REPO) if resolved.is_relative_to(REPO) else path
         rows.append(
@@ -167,7 +171,6 @@ def main() -> None:
             }
         )
     floor = background_entropy(length)
-    device = torch.device(args.device)
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else "the CPU"
     header = (
         "# What the pretrained generator knows (simulated world, objective: HepG2 activity)\n\n"
