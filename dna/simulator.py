@@ -32,7 +32,8 @@ import torch.nn.functional as F
 from dna.sequences import ALPHABET, SEQ_LEN, decode, encode, one_hot
 from gempo.errors import GempoError
 
-SIMULATOR_VERSION = 1
+SIMULATOR_VERSION = 2  # names the data file; 2: chromosome labels depend on the sequence
+SEQUENCE_STREAM = 1  # keys the random streams of sequences and measurements (unchanged since 1)
 CELL_TYPES = ("hepg2", "k562", "sknsh")
 BACKGROUND = np.array([0.3, 0.2, 0.2, 0.3])  # genomic base composition (A, C, G, T)
 # Human genome dinucleotide frequencies (%), rows = first base, columns = second base (ACGT);
@@ -135,13 +136,25 @@ REPRESSOR_MOTIFS: tuple[str, ...] = tuple(f.name for f in FACTORS if max(f.effec
 MOTIF_NAMES: tuple[str, ...] = tuple(f.name for f in FACTORS)
 GRAMMAR_MATRIX_IDS: dict[str, str] = {f.name.upper(): f.matrix_id for f in FACTORS}
 
-# Chromosome labels, weighted by approximate protein-coding gene count (enhancers follow genes).
+# Chromosomes, weighted by approximate protein-coding gene count (enhancers follow genes).
 CHROMOSOME_WEIGHTS = {
     "chr1": 2000, "chr2": 1200, "chr3": 1050, "chr4": 750, "chr5": 880, "chr6": 1000,
     "chr7": 900, "chr8": 680, "chr9": 780, "chr10": 730, "chr11": 1300, "chr12": 1030,
     "chr13": 320, "chr14": 600, "chr15": 600, "chr16": 850, "chr17": 1180, "chr18": 270,
     "chr19": 1470, "chr20": 540, "chr21": 230, "chr22": 440, "chrX": 850,
 }  # fmt: skip
+# Approximate GC content (%) of each chromosome (GRCh38): GC-rich isochores sit on chr16, 17,
+# 19, 20 and 22, so a sequence's GC tilt makes some chromosomes likelier than others.
+CHROMOSOME_GC = {
+    "chr1": 41.7, "chr2": 40.2, "chr3": 39.7, "chr4": 38.2, "chr5": 39.5, "chr6": 39.6,
+    "chr7": 40.7, "chr8": 40.1, "chr9": 41.3, "chr10": 41.6, "chr11": 41.6, "chr12": 40.8,
+    "chr13": 38.5, "chr14": 40.9, "chr15": 42.2, "chr16": 44.8, "chr17": 45.5, "chr18": 39.8,
+    "chr19": 48.4, "chr20": 44.1, "chr21": 40.9, "chr22": 48.0, "chrX": 39.5,
+}  # fmt: skip
+GC_TILT_SD = 0.3  # sd of the log GC tilt of a sequence's background
+ISOCHORE_COUPLING = 0.8  # log-odds of a chromosome per sd of tilt per sd of chromosome GC
+PROGRAM_PREFERENCE_SD = 1.0  # sd of each chromosome's log-preference for each program
+PROGRAM_PREFERENCE_SEED = 2024  # the fixed draw of those preferences (part of the world)
 
 
 @functools.lru_cache(maxsize=256)
@@ -352,11 +365,20 @@ def motif_counts(
     return pd.DataFrame(counts.astype(np.int64), columns=list(scanner.names))
 
 
-def background_sequences(num_sequences: int, length: int, rng: np.random.Generator) -> np.ndarray:
+def gc_tilts(num_sequences: int, rng: np.random.Generator) -> np.ndarray:
+    """Per-sequence GC tilt ``(n,)``: the factor on C and G of the background chain, log-normal
+    with sd ``GC_TILT_SD`` (isochore-like variation)."""
+    return np.exp(rng.normal(0.0, GC_TILT_SD, size=num_sequences))
+
+
+def background_sequences(
+    num_sequences: int, length: int, rng: np.random.Generator, tilt: np.ndarray | None = None
+) -> np.ndarray:
     """Genomic-like background tokens ``(n, length)``: a first-order Markov chain with human
-    dinucleotide frequencies, GC content tilted per sequence (isochore-like variation)."""
+    dinucleotide frequencies, GC content tilted per sequence by ``tilt`` ``(n,)`` (default: drawn
+    by :func:`gc_tilts` from ``rng``)."""
     transition = DINUCLEOTIDES / DINUCLEOTIDES.sum(1, keepdims=True)
-    tilt = np.exp(rng.normal(0.0, 0.3, size=num_sequences))
+    tilt = gc_tilts(num_sequences, rng) if tilt is None else tilt
     scale = np.ones((num_sequences, 1, 4))
     scale[:, 0, 1:3] = tilt[:, None]
     probs = transition[None] * scale  # (n, 4, 4)
@@ -373,11 +395,13 @@ def background_sequences(num_sequences: int, length: int, rng: np.random.Generat
 
 @dataclass(frozen=True)
 class PlantingPlan:
-    """Which factor is planted where: ``(n, slots)`` arrays, ``motif == -1`` for an empty slot."""
+    """Which factor is planted where: ``(n, slots)`` arrays, ``motif == -1`` for an empty slot;
+    ``program`` ``(n,)``: each sequence's regulatory program (an index into ``PROGRAMS``)."""
 
     motif: np.ndarray
     start: np.ndarray
     reverse: np.ndarray
+    program: np.ndarray
 
 
 PROGRAMS = ("background", "hepg2", "k562", "sknsh", "mixed")
@@ -408,7 +432,7 @@ def _plan_sites(num_sequences: int, length: int, rng: np.random.Generator) -> Pl
     room = length - lengths[np.maximum(motif, 0)]
     start = (rng.random((num_sequences, slots)) * (room + 1)).astype(np.int64)
     _plant_cooperative_pairs(program, n_sites, motif, start, reverse, rng, length)
-    return PlantingPlan(motif=motif, start=start, reverse=reverse)
+    return PlantingPlan(motif=motif, start=start, reverse=reverse, program=program)
 
 
 def _plant_cooperative_pairs(
@@ -470,12 +494,58 @@ def _apply_plan(tokens: np.ndarray, plan: PlantingPlan, rng: np.random.Generator
             tokens[rows[:, None], cols] = site
 
 
+def _simulate(
+    num_sequences: int, seed: int, length: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Tokens ``(n, length)`` of background plus planted sites, with each sequence's GC tilt
+    ``(n,)`` and program ``(n,)`` (what its chromosome depends on)."""
+    rng = np.random.default_rng([seed, SEQUENCE_STREAM])
+    tilt = gc_tilts(num_sequences, rng)
+    tokens = background_sequences(num_sequences, length, rng, tilt)
+    plan = _plan_sites(num_sequences, length, rng)
+    _apply_plan(tokens, plan, rng)
+    return tokens, tilt, plan.program
+
+
 def simulate_sequences(num_sequences: int, seed: int, length: int = SEQ_LEN) -> list[str]:
     """Draw ``num_sequences`` enhancer-like sequences: genomic background plus planted sites."""
-    rng = np.random.default_rng([seed, SIMULATOR_VERSION])
-    tokens = background_sequences(num_sequences, length, rng)
-    _apply_plan(tokens, _plan_sites(num_sequences, length, rng), rng)
-    return decode(tokens)
+    return decode(_simulate(num_sequences, seed, length)[0])
+
+
+@functools.lru_cache(maxsize=1)
+def program_preferences() -> np.ndarray:
+    """Each chromosome's log-preference for each regulatory program ``(chromosomes, programs)``:
+    a fixed draw (``PROGRAM_PREFERENCE_SEED``), part of the world like the grammar. Enhancers of
+    one program cluster on some chromosomes, so the two chromosome halves use the motifs in
+    different proportions."""
+    rng = np.random.default_rng(PROGRAM_PREFERENCE_SEED)
+    return rng.normal(0.0, PROGRAM_PREFERENCE_SD, size=(len(CHROMOSOME_WEIGHTS), len(PROGRAMS)))
+
+
+def chromosome_probabilities(tilt: np.ndarray, program: np.ndarray) -> np.ndarray:
+    """``P(chromosome | GC tilt, program)`` ``(n, chromosomes)``, chromosomes in the order of
+    ``CHROMOSOME_WEIGHTS``: the gene-count weight, times the chromosome's preference for the
+    program, times an isochore term that puts GC-rich backgrounds on GC-rich chromosomes."""
+    weights = np.array(list(CHROMOSOME_WEIGHTS.values()), dtype=np.float64)
+    gc = np.array([CHROMOSOME_GC[c] for c in CHROMOSOME_WEIGHTS])
+    gc_z = (gc - gc.mean()) / gc.std()
+    tilt_z = np.log(tilt) / GC_TILT_SD
+    logits = (
+        np.log(weights)[None, :]
+        + program_preferences().T[program]
+        + ISOCHORE_COUPLING * tilt_z[:, None] * gc_z[None, :]
+    )
+    probs = np.exp(logits - logits.max(1, keepdims=True))
+    return probs / probs.sum(1, keepdims=True)
+
+
+def assign_chromosomes(
+    tilt: np.ndarray, program: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """One chromosome name per sequence, drawn from :func:`chromosome_probabilities`."""
+    cdf = np.cumsum(chromosome_probabilities(tilt, program), axis=1)
+    draw = (rng.random(len(tilt))[:, None] > cdf).sum(1)
+    return np.array(list(CHROMOSOME_WEIGHTS))[np.minimum(draw, len(CHROMOSOME_WEIGHTS) - 1)]
 
 
 def simulate_mpra(num_sequences: int, seed: int) -> pd.DataFrame:
@@ -486,16 +556,15 @@ def simulate_mpra(num_sequences: int, seed: int) -> pd.DataFrame:
     """
     if num_sequences < 1:
         raise GempoError(f"simulate_mpra: num_sequences must be >= 1, got {num_sequences}")
-    seqs = simulate_sequences(num_sequences, seed)
-    rng = np.random.default_rng([seed, SIMULATOR_VERSION, 1])
+    tokens, tilt, program = _simulate(num_sequences, seed, SEQ_LEN)
+    seqs = decode(tokens)
+    rng = np.random.default_rng([seed, SEQUENCE_STREAM, 1])
     terms = grammar_terms(seqs)
     z = activity_logits(terms)
     truth = ACTIVITY_MIN + (ACTIVITY_MAX - ACTIVITY_MIN) / (1.0 + np.exp(-z))
     measured = truth + rng.normal(0.0, NOISE_SD, size=truth.shape)
     accessible = rng.random(num_sequences) < _accessibility_from_terms(terms)
-    names = list(CHROMOSOME_WEIGHTS)
-    weights = np.array(list(CHROMOSOME_WEIGHTS.values()), dtype=np.float64)
-    chrom = rng.choice(names, size=num_sequences, p=weights / weights.sum())
+    chrom = assign_chromosomes(tilt, program, rng)
     frame = pd.DataFrame({"seq": seqs})
     for k, cell in enumerate(CELL_TYPES):
         frame[cell] = np.round(measured[:, k], 4)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pytest
 
@@ -52,6 +54,40 @@ def test_shapes_ranges_and_format():
     assert set(frame["chrom"]) <= set(sim.CHROMOSOME_WEIGHTS)
     split = split_by_chromosome(frame)
     assert min(len(split.first), len(split.second), len(split.validation)) > 0
+
+
+def test_sequences_and_measurements_unchanged_since_version_1():
+    """Version 2 changed the chromosome labels only: the shipped generator was pretrained on
+    these very sequences (hashes taken from version 1)."""
+    frame = sim.simulate_mpra(200, seed=0)
+    seqs = hashlib.sha256("".join(frame["seq"]).encode()).hexdigest()
+    values = frame[["hepg2", "k562", "sknsh", "accessible"]].to_csv(index=False).encode()
+    assert seqs == "132b145eb684e72e63c41754e59cb070dcd25b50cdbad218f4be628b9074d1a4"
+    assert (
+        hashlib.sha256(values).hexdigest()
+        == "21f0a165e29d1c3a4245ae8d69ce7cd53d545c361f0c14aa25baa3c06cd3c46f"
+    )
+
+
+def test_chromosome_halves_are_a_distribution_shift():
+    """GC-rich backgrounds sit on GC-rich chromosomes and programs cluster by chromosome, so
+    chr1-11 and chr12-22 differ in composition and motif usage (they were i.i.d. in version 1)."""
+    frame = sim.simulate_mpra(4000, seed=3)
+    gc = frame["seq"].map(lambda s: (s.count("G") + s.count("C")) / len(s))
+    rich = frame["chrom"].map(sim.CHROMOSOME_GC) >= 44.0
+    assert gc[rich].mean() - gc[~rich].mean() > 0.02
+    split = split_by_chromosome(frame.assign(gc=gc))
+    assert split.second["gc"].mean() - split.first["gc"].mean() > 0.02
+    tokens, tilt, program = sim._simulate(4000, 3, SEQ_LEN)
+    probs = sim.chromosome_probabilities(tilt, program)
+    assert probs.shape == (4000, len(sim.CHROMOSOME_WEIGHTS))
+    assert np.allclose(probs.sum(1), 1.0)
+    k562 = sim.PROGRAMS.index("k562")
+    number = frame["chrom"].str.removeprefix("chr")
+    first = number.isin([str(i) for i in range(1, 12)]).to_numpy()
+    second = number.isin([str(i) for i in range(12, 23)]).to_numpy()
+    shares = [(program[half] == k562).mean() for half in (first, second)]
+    assert abs(shares[0] - shares[1]) > 0.03  # the programs' shares differ between the halves
 
 
 def test_realistic_background():
