@@ -5,11 +5,14 @@ simulator's noise-free truth.
     python benchmarks/oracle_calibration.py                      # the dna_table runs' designs
     python benchmarks/oracle_calibration.py --runs outputs/dna_finetune/hepg2-rank-seed0
 
-For fresh simulated sequences (``--heldout`` of them, a seed no oracle trained on) and for the
-final designs of each run folder (``samples.csv``), every oracle of ``configs/oracle/
-pred_activity.yaml`` scores the ``cell=hepg2`` objective. Per set and oracle: the median
-score, the median truth, the median overshoot (oracle minus truth) and the Pearson r with the
-truth. Writes ``benchmarks/results/oracle_calibration.{md,json}``.
+For fresh simulated sequences (``--heldout`` of them, a seed no oracle trained on), for
+``--per-half`` sequences of each chromosome half of the default data (each oracle's training
+half and the other one: the two halves differ in composition and motif usage, so the other half
+is out of distribution) and for the final designs of each run folder (``samples.csv``), every
+oracle of ``configs/oracle/pred_activity.yaml`` scores the ``cell=hepg2`` objective. Per set:
+its GC share and median truth; per oracle: the median score, the median overshoot (oracle minus
+truth) and the Pearson r with the truth. Writes
+``benchmarks/results/oracle_calibration.{md,json}``.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from dna_weights import REPO, RESULTS
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from dna.data import configured_halves
+from dna.evaluate import load_world_data
 from dna.rewards import cell_reward
 from dna.sequences import encode
 from dna.simulator import simulate_sequences, true_activity
@@ -42,6 +47,7 @@ def calibration_row(name: str, sequences: list[str], rewards: dict[str, Any]) ->
     row: dict[str, Any] = {
         "set": name,
         "num": len(sequences),
+        "gc": float(((tokens == 1) | (tokens == 2)).double().mean()),
         "true_median": float(np.median(truth)),
     }
     for role, reward in rewards.items():
@@ -57,14 +63,22 @@ def calibration_row(name: str, sequences: list[str], rewards: dict[str, Any]) ->
 def markdown(rows: list[dict[str, Any]], header: str) -> str:
     """The table: one line per set, the truth first, then each oracle."""
     cells = " | ".join(f"{role}: median / − truth / r" for role in ROLES)
-    lines = [header, "", f"| set | n | true median | {cells} |", "|---|---|---|" + "---|" * 3]
+    lines = [
+        header,
+        "",
+        f"| set | n | GC | true median | {cells} |",
+        "|---|---|---|---|" + "---|" * 3,
+    ]
     for row in rows:
         scores = " | ".join(
             f"{row[r]['median']:.2f} / {row[r]['overshoot_median']:+.2f} / "
             f"{row[r]['pearson_truth']:.2f}"
             for r in ROLES
         )
-        lines.append(f"| {row['set']} | {row['num']} | {row['true_median']:.2f} | {scores} |")
+        lines.append(
+            f"| {row['set']} | {row['num']} | {row['gc']:.3f} | {row['true_median']:.2f} | "
+            f"{scores} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -81,6 +95,7 @@ def main() -> None:
     )
     parser.add_argument("--heldout", type=int, default=5000, help="fresh simulated sequences")
     parser.add_argument("--heldout-seed", type=int, default=1000)
+    parser.add_argument("--per-half", type=int, default=5000, help="data rows per chromosome half")
     parser.add_argument("--name", default="oracle_calibration", help="stem of the result files")
     parser.add_argument("--note", default="", help="where the runs come from (header)")
     args = parser.parse_args()
@@ -95,6 +110,14 @@ def main() -> None:
             rewards,
         )
     ]
+    data_cfg = OmegaConf.load(REPO / "configs" / "data" / "simulated.yaml")
+    data, _ = load_world_data(None, data_cfg.num_sequences, data_cfg.seed)
+    halves = configured_halves(data, data_cfg)
+    for half, trained in (("first", "the fine-tune oracle's"), ("second", "the eval and audit's")):
+        frame = getattr(halves, half)
+        picked = frame.sample(min(args.per_half, len(frame)), random_state=0)["seq"].tolist()
+        name = f"data {halves.name(half)} ({trained} training half; {len(picked)} of {len(frame)})"
+        rows.append(calibration_row(name, picked, rewards))
     for folder in args.runs:
         samples = pd.read_csv(folder / "samples.csv")
         rows.append(calibration_row(f"designs: {folder.name}", samples["seq"].tolist(), rewards))
@@ -102,9 +125,10 @@ def main() -> None:
         "# Oracles against the simulator's truth (objective: HepG2 activity)\n\n"
         "Written by `python benchmarks/oracle_calibration.py`. Each cell: the oracle's median "
         "score / its median overshoot of the truth (oracle − truth) / its Pearson r with the "
-        "truth over the set. `finetune` is the reward (CNN, chr1-11), `eval` the eval oracle "
-        "(CNN, chr12-22), `audit` the k-mer ridge regression (chr12-22). Designs: each run "
-        "folder's samples.csv (the selected snapshot's samples when the run selected one). "
+        "truth over the set; GC: the set's GC share. `finetune` is the reward (CNN, chr1-11), "
+        "`eval` the eval oracle (CNN, chr12-22), `audit` the k-mer ridge regression "
+        "(chr12-22). Designs: each run folder's samples.csv (the selected snapshot's samples "
+        "when the run selected one). "
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, "
         f"torch {torch.__version__}. {args.note}".rstrip()
     )
