@@ -4,7 +4,8 @@ r"""The designs of the default DNA command with and without its safeguards, one 
     python benchmarks/dna_designs.py --seed 0 --report     # writes the files from finished runs
 
 Two ``python -m dna.finetune oracle=pred_activity seed=<s>`` runs (one torch thread each; run
-folders ``<out>/<variant slug>-seed<s>``, a finished one is not run again):
+folders ``<out>/<variant slug>-seed<s>``, a finished one is not run again, so with the same
+``--out`` as ``benchmarks/dna_table.py`` the default run is that table's run of the seed):
 
 - ``plain``: the safeguards against reward hacking off (``reg.data=0 reg.data_target=null
   final.min_kmer3_corr=null``: no data anchor, the samples of the last model);
@@ -77,7 +78,7 @@ def main() -> None:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time")
-    parser.add_argument("--out", type=Path, default=REPO / "outputs" / "bench_dna_designs")
+    parser.add_argument("--out", type=Path, default=REPO / "outputs" / "bench_dna_table")
     parser.add_argument("--report", action="store_true", help="run nothing, write the files")
     args = parser.parse_args()
     out = args.out.resolve()
@@ -110,8 +111,10 @@ def main() -> None:
         f"seed, so this shows what the designs look like, not how often (five seeds of the "
         f"default: `dna_table.md`). The data's 99.9th percentile of the objective: "
         f"{world['true']:.3f} true, {world['measured']:.3f} measured. Machine: "
-        f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}; one torch "
-        f"thread per run. Per-design files: `dna_designs/<variant>-seed{args.seed}.csv.gz`.",
+        f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}; torch "
+        f"threads per run: "
+        + ", ".join(f"{name} {row['threads']}" for name, row in rows.items())
+        + f". Per-design files: `dna_designs/<variant>-seed{args.seed}.csv.gz`.",
         "",
         "| variant | overrides | true median | % above true top 0.1 % | eval median | "
         "fine-tune median | audit median | r(eval, truth) | r(ft, truth) | r(audit, truth) | "
