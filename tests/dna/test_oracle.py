@@ -147,6 +147,9 @@ def test_shipped_oracles_from_config_and_manifest():
         assert entry["file"] == path.name and path.stat().st_size < 5_000_000
         assert entry["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest(), role
         assert entry["command"].startswith("python -m dna.oracle")
+        # trained on the current simulated world, split by chromosome as the loader did it
+        assert entry["data"]["file"].startswith(f"simulated_mpra_v{sim.SIMULATOR_VERSION}_"), role
+        assert entry["split"] == "by chromosome", role
 
 
 @shipped
