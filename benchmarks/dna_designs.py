@@ -90,7 +90,7 @@ def main() -> None:
                 job.result()
     world = world_thresholds()
     DESIGNS.mkdir(parents=True, exist_ok=True)
-    rows: dict[str, Any] = {}
+    rows: dict[str, dict[str, Any]] = {}
     for name, overrides in VARIANTS.items():
         folder = run_dir(out, overrides, args.seed)
         if not (folder / "summary.json").is_file():
@@ -99,6 +99,7 @@ def main() -> None:
         frame.to_csv(DESIGNS / f"{name}-seed{args.seed}.csv.gz", index=False)
         threads = json.loads((folder / "summary.json").read_text()).get("threads")
         rows[name] = {
+            "name": name,
             "overrides": overrides,
             "seed": args.seed,
             "threads": threads,
@@ -131,7 +132,7 @@ def main() -> None:
     ]
     text = "\n".join(header + (lines or ["| (no run has finished yet) |"])) + "\n"
     (RESULTS / "dna_designs.md").write_text(text)
-    payload = {"world": world, "seed": args.seed, "variants": rows}
+    payload = {"world": world, "seed": args.seed, "rows": list(rows.values())}
     (RESULTS / "dna_designs.json").write_text(json.dumps(payload, indent=1))
     print(text)
 
