@@ -15,7 +15,8 @@ Writes ``benchmarks/results/dna_designs/<variant>-seed<s>.csv.gz`` with the run'
 (``seq``, the fine-tune, eval and audit oracles' objective, the ground truth, ATAC probability,
 log-likelihood under the pretrained model) and ``benchmarks/results/dna_designs.{md,json}``
 (per variant: medians, the share of designs above the data's true 99.9th percentile, each
-oracle's Pearson r with the truth, the most copies of one 8-mer). The notebook
+oracle's Pearson r with the truth, the most copies of one 8-mer, and from the run's summary
+the 3-mer correlation, App-Log-Lik, distinct 10-mers and the checks). The notebook
 ``notebooks/explore_sequences.ipynb`` plots them: what reward hacking looks like and what the
 safeguards change.
 """
@@ -38,6 +39,7 @@ from dna_table import world_thresholds
 from dna_weights import REPO, RESULTS
 
 from dna import metrics
+from dna.checks import check_names
 from dna.sequences import encode
 
 VARIANTS = {
@@ -46,6 +48,7 @@ VARIANTS = {
 }
 COLUMNS = ("seq", "reward_ft", "reward_eval", "reward_audit", "true_reward", "atac_prob", "log_lik")
 ORACLES = {"reward_eval": "eval", "reward_ft": "fine-tune", "reward_audit": "audit"}
+RUN_METRICS = ("kmer3_corr", "app_log_lik", "distinct_10mer")  # from the run's summary.json
 DESIGNS = RESULTS / "dna_designs"
 
 
@@ -97,13 +100,16 @@ def main() -> None:
             continue
         frame = designs(folder)
         frame.to_csv(DESIGNS / f"{name}-seed{args.seed}.csv.gz", index=False)
-        threads = json.loads((folder / "summary.json").read_text()).get("threads")
+        summary = json.loads((folder / "summary.json").read_text())
+        row = summary["rows"]["finetuned"]
         rows[name] = {
             "name": name,
             "overrides": overrides,
             "seed": args.seed,
-            "threads": threads,
+            "threads": summary.get("threads"),
             **variant_summary(frame, world["true"]),
+            **{key: row[key] for key in RUN_METRICS},
+            "checks": {c: bool(summary["checks"][c]) for c in check_names(simulated=True)},
         }
     header = [
         "# Designs of the default DNA command with and without its safeguards",
@@ -119,15 +125,18 @@ def main() -> None:
         "",
         "| variant | overrides | true median | % above true top 0.1 % | eval median | "
         "fine-tune median | audit median | r(eval, truth) | r(ft, truth) | r(audit, truth) | "
-        "most copies of one 8-mer (median) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "most copies of one 8-mer (median) | 3-mer corr | App-Log-Lik | distinct 10-mers | "
+        "checks passed |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     lines = [
         f"| {name} | `{row['overrides'] or '(none)'}` | {row['true_median']:.2f} | "
         f"{row['true_above_threshold_percent']:.1f} | {row.get('eval_median', np.nan):.2f} | "
         f"{row.get('fine-tune_median', np.nan):.2f} | {row.get('audit_median', np.nan):.2f} | "
         f"{row.get('r_eval_truth', np.nan):.2f} | {row.get('r_fine-tune_truth', np.nan):.2f} | "
-        f"{row.get('r_audit_truth', np.nan):.2f} | {row['max_8mer_copies_median']:.0f} |"
+        f"{row.get('r_audit_truth', np.nan):.2f} | {row['max_8mer_copies_median']:.0f} | "
+        f"{row['kmer3_corr']:.3f} | {row['app_log_lik']:.1f} | {row['distinct_10mer']:.3f} | "
+        f"{sum(row['checks'].values())} of {len(row['checks'])} |"
         for name, row in rows.items()
     ]
     text = "\n".join(header + (lines or ["| (no run has finished yet) |"])) + "\n"
