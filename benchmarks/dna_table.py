@@ -3,7 +3,7 @@ r"""The default DNA command over seeds: the table that docs/dna.md reads, ground
     python benchmarks/dna_table.py --seeds 0 1 2 3 4 --jobs 2   # runs what is missing, tabulates
     python benchmarks/dna_table.py --report                     # tabulates finished runs only
     # the default command alone on the machine, timed (wall time and peak memory):
-    python benchmarks/dna_table.py --seeds 0 --jobs 1 --threads 2 --out outputs/bench_dna_default \
+    python benchmarks/dna_table.py --seeds 0 --jobs 1 --threads 2 --out outputs/bench_dna_table \
         --name dna_finetune_default
 
 Each seed is ``python -m dna.finetune oracle=pred_activity seed=<s>`` with nothing else changed
