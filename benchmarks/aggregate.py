@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 import scipy.stats
 import yaml
+from matplotlib import colormaps
 from matplotlib.figure import Figure
 
 from gempo.errors import GempoError, exit_on_user_error
@@ -186,10 +187,14 @@ def curve_band(curves: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np
     return x, y.mean(0), np.stack([ci.low, ci.high])
 
 
-def plot(runs: Sequence[Run], path: Path, y_label: str) -> Path:
-    """Learning curves, one panel per task: mean over seeds with its 95% bootstrap band."""
+def learning_figure(runs: Sequence[Run], y_label: str) -> Figure:
+    """Learning curves, one panel per task: mean over seeds with its 95% bootstrap band; a
+    method has one colour in every panel."""
     grouped = group(runs)
     tasks = sorted({task for task, _ in grouped})
+    methods = sorted({method for _, method in grouped})
+    palette = colormaps["tab10" if len(methods) <= 10 else "tab20"].colors
+    colour = {method: palette[i % len(palette)] for i, method in enumerate(methods)}
     fig = Figure(figsize=(5 * len(tasks), 3.8))
     axes = np.atleast_1d(fig.subplots(1, len(tasks)))
     for ax, task in zip(axes, tasks, strict=True):
@@ -197,17 +202,22 @@ def plot(runs: Sequence[Run], path: Path, y_label: str) -> Path:
             if t != task:
                 continue
             x, mean, band = curve_band([r.curve for r in members])
-            ax.plot(x, mean, label=f"{method} ({len(members)} seeds)")
+            ax.plot(x, mean, color=colour[method], label=f"{method} ({len(members)} seeds)")
             if band is not None:
-                ax.fill_between(x, band[0], band[1], alpha=0.2)
+                ax.fill_between(x, band[0], band[1], color=colour[method], alpha=0.2)
         ax.set_title(task)
         ax.set_xlabel(members[0].x_label)
         ax.set_ylabel(y_label)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
+    return fig
+
+
+def plot(runs: Sequence[Run], path: Path, y_label: str) -> Path:
+    """``learning_figure`` written to ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    learning_figure(runs, y_label).savefig(path, dpi=120)
     return path
 
 

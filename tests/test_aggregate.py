@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import scipy.stats
 import yaml
-from aggregate import Run, iqm, name_methods, stratified_interval, summarize
+from aggregate import Run, iqm, learning_figure, name_methods, stratified_interval, summarize
 from hydra import compose, initialize_config_dir
 
 from control.train import train
@@ -106,3 +106,22 @@ def test_the_command_tabulates_finished_control_runs_and_skips_unfinished_ones(t
         nothing.stderr.strip()
         == f"error: {tmp_path / 'table'}: no finished run; pass one side's sweeps"
     )
+
+
+def test_a_method_has_one_colour_in_every_panel():
+    # the two tasks hold different methods, so a per-panel colour cycle would give "sac" the
+    # second colour on Hopper and the first on Walker2d
+    curve = np.array([[1.0, 0.0], [2.0, 1.0]])
+    runs = [
+        Run(task, method, seed, {"return": 1.0}, curve + seed, "environment steps")
+        for task, methods in {"Hopper": ["gempo", "sac"], "Walker2d": ["sac", "zeta"]}.items()
+        for method in methods
+        for seed in range(2)
+    ]
+    fig = learning_figure(runs, "return")
+    colours = [
+        {line.get_label().split(" (")[0]: line.get_color() for line in ax.get_lines()}
+        for ax in fig.axes
+    ]
+    assert colours[0]["sac"] == colours[1]["sac"]
+    assert len({*colours[0].values(), *colours[1].values()}) == 3
