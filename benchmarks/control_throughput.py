@@ -16,6 +16,14 @@ Code of another checkout is timed by this script with ``PYTHONPATH=<checkout>`` 
 comparison, each against its own SB3 peer):
 
     PYTHONPATH=../old python benchmarks/control_throughput.py --tag before --threads 1
+
+``--variant NAME OVERRIDE...`` (repeatable) also times the CPU preset with Hydra overrides, as
+``gempo_cpu+NAME``, in the same rounds: the cost of a lever measured against the same peers,
+named as in ``benchmarks/control_learning.py --variant``:
+
+    python benchmarks/control_throughput.py --threads 1 --tag ab128 \
+        --variant ab128 agent.actor.actor_batch=128
+
 SB3 is optional (``pip install -e ".[baselines]"``); without it the SB3 column is skipped and
 the script says so.
 """
@@ -56,7 +64,9 @@ class Ours:
         device: str,
         threads: int | None,
         compile_mode: str | None = None,
+        extra: tuple[str, ...] = (),
     ) -> None:
+        self.extra = list(extra)
         overrides = [
             f"env={env}",
             f"agent={agent}",
@@ -70,6 +80,7 @@ class Ours:
             "total_steps=10000000",
             f"torch_threads={threads if threads else 'null'}",
             "plot=false",
+            *self.extra,
         ]
         with initialize_config_dir(config_dir=str(CODE / "configs"), version_base="1.3"):
             self.cfg = compose("control_train", overrides=overrides)
@@ -99,6 +110,7 @@ class Ours:
             "critic_hidden": self.cfg.critic.hidden,
             "actor_every": self.cfg.agent.actor_every,
             **{k: actor[k] for k in keys if k in actor},
+            **({"overrides": self.extra} if self.extra else {}),
         }
 
     def close(self) -> dict:
@@ -158,7 +170,7 @@ def code_commit() -> str:
     return f"{head}+dirty" if dirty else head
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -177,7 +189,23 @@ def main() -> None:
         help="also time sac and gempo with compile=<mode> (reduce-overhead: CUDA graphs)",
     )
     parser.add_argument("--tag", default=None, help="suffix of the result file's name")
+    parser.add_argument(
+        "--variant",
+        nargs="+",
+        action="append",
+        default=[],
+        metavar=("NAME", "OVERRIDE"),
+        help="also time agent=gempo_cpu with these Hydra overrides, as gempo_cpu+NAME",
+    )
     args = parser.parse_args()
+    for name, *overrides in args.variant:
+        if not overrides or "=" in name:
+            parser.error(f"--variant {name}: expected a name, then key=value overrides")
+    return args
+
+
+def main() -> None:
+    args = parse_args()
     device = resolve_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -187,6 +215,15 @@ def main() -> None:
         name: Ours(args.env, name, args.learning_starts, str(device), args.threads)
         for name in ("gempo_cpu", "sac", "gempo")
     }
+    for name, *overrides in args.variant:  # levers on the preset, timed in the same rounds
+        agents[f"gempo_cpu+{name}"] = Ours(
+            args.env,
+            "gempo_cpu",
+            args.learning_starts,
+            str(device),
+            args.threads,
+            extra=tuple(overrides),
+        )
     if args.compile:  # the same agents compiled, timed in the same rounds
         for name in ("sac", "gempo"):
             agents[f"{name}+{args.compile}"] = Ours(
