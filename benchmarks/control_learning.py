@@ -206,6 +206,9 @@ def run(args: argparse.Namespace) -> None:
         for agent in args.agents
         if not (RESULTS / f"{env}_{label(agent, args.variant)}_seed{seed}.json").is_file()
     ]
+    for env, agent, seed in todo:  # a bad override stops here, before any run starts
+        if agent != "sb3_sac":
+            compose_cfg(env, agent, seed, args.steps, args.eval_every, variant[1])
     print(f"{len(todo)} runs to do, {args.jobs} at a time: {todo}", flush=True)
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         futures = {

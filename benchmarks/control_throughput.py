@@ -47,6 +47,7 @@ from hydra import compose, initialize_config_dir
 import control
 from control.agent import resolve_device
 from control.train import Trainer
+from gempo.errors import exit_on_user_error
 
 REPO = Path(__file__).resolve().parents[1]
 CODE = Path(control.__file__).resolve().parents[1]
@@ -204,6 +205,7 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
+@exit_on_user_error
 def main() -> None:
     args = parse_args()
     device = resolve_device(args.device)
@@ -211,6 +213,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     with initialize_config_dir(config_dir=str(CODE / "configs"), version_base="1.3"):
         env_id = compose("control_train", overrides=[f"env={args.env}"]).env.id
+        for _, *overrides in args.variant:  # a bad override stops here, before any timing
+            compose("control_train", overrides=[f"env={args.env}", "agent=gempo_cpu", *overrides])
     agents = {
         name: Ours(args.env, name, args.learning_starts, str(device), args.threads)
         for name in ("gempo_cpu", "sac", "gempo")

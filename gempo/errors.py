@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable
 from typing import TypeVar
 
+from hydra.errors import ConfigCompositionException, OverrideParseException
 from omegaconf.errors import MissingMandatoryValue
 
 F = TypeVar("F", bound=Callable[..., object])
@@ -18,7 +19,8 @@ class GempoError(ValueError):
 
 def find_user_error(err: BaseException) -> GempoError | None:
     """The :class:`GempoError` behind ``err`` (Hydra's ``instantiate`` wraps it), if any; a
-    config value left ``???`` becomes one too."""
+    config value left ``???``, and an override that Hydra's compose API cannot apply (an
+    unknown key or group option, a malformed override), become one too."""
     seen: BaseException | None = err
     while seen is not None:
         if isinstance(seen, GempoError):
@@ -26,6 +28,9 @@ def find_user_error(err: BaseException) -> GempoError | None:
         if isinstance(seen, MissingMandatoryValue):
             key = seen.full_key or "a ??? option"
             return GempoError(f"{key} has no value; set it on the command line ({key}=...)")
+        if isinstance(seen, ConfigCompositionException | OverrideParseException):
+            text = " ".join(line.strip() for line in str(seen).splitlines() if line.strip())
+            return GempoError(text.split(" Config search path:")[0])  # not the search path
         seen = seen.__cause__ or seen.__context__
     return None
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from gempo.errors import GempoError, exit_on_user_error, find_user_error
+from tests.conftest import REPO_ROOT
 
 
 def test_missing_config_value_is_a_user_error(capsys: pytest.CaptureFixture[str]) -> None:
@@ -34,3 +36,27 @@ def test_wrapped_gempo_error_is_found_and_other_errors_are_not() -> None:
     except RuntimeError as outer:
         assert find_user_error(outer) is inner
     assert find_user_error(KeyError("x")) is None
+
+
+@pytest.mark.parametrize(
+    ("override", "named"),
+    [
+        ("agent.actor.nosuch=1", "Could not override 'agent.actor.nosuch'."),
+        ("env=nosuch", "Could not find 'env/nosuch' Available options in 'env': ant "),
+        ("agent.actor.lr", "Error parsing override 'agent.actor.lr'"),
+    ],
+)
+def test_an_override_compose_cannot_apply_is_one_line(
+    override: str, named: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    @exit_on_user_error
+    def main() -> None:  # a script on Hydra's compose API, as the benchmarks are
+        with initialize_config_dir(str(REPO_ROOT / "configs"), version_base="1.3"):
+            compose("control_train", overrides=[override])
+
+    with pytest.raises(SystemExit) as stop:
+        main()
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and named in err and err.count("\n") == 1
+    assert "search path" not in err
