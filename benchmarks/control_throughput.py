@@ -39,10 +39,12 @@ import statistics
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
 
 import control
 from control.agent import resolve_device
@@ -54,40 +56,44 @@ CODE = Path(control.__file__).resolve().parents[1]
 """The checkout whose code (and configs) are timed: this one, or another's on ``PYTHONPATH``."""
 
 
+def ours_config(
+    env: str,
+    agent: str,
+    learning_starts: int,
+    device: str,
+    threads: int | None,
+    compile_mode: str | None = None,
+    extra: Sequence[str] = (),
+) -> DictConfig:
+    """The composed ``control_train`` config of one timed agent (``extra``: a lever's
+    overrides); a bad override stops here, before any buffer is filled."""
+    overrides = [
+        f"env={env}",
+        f"agent={agent}",
+        f"device={device}",
+        f"compile={compile_mode or 'null'}",
+        # the section timer synchronizes a GPU around each section: CPU only
+        f"profile={str(device).startswith('cpu')}",
+        "progress=false",
+        f"learning_starts={learning_starts}",
+        "agent.actor_starts=0",
+        "total_steps=10000000",
+        f"torch_threads={threads if threads else 'null'}",
+        "plot=false",
+        *extra,
+    ]
+    with initialize_config_dir(config_dir=str(CODE / "configs"), version_base="1.3"):
+        return compose("control_train", overrides=overrides)
+
+
 class Ours:
     """One of this project's agents, its buffer filled, ready to time env steps."""
 
-    def __init__(
-        self,
-        env: str,
-        agent: str,
-        learning_starts: int,
-        device: str,
-        threads: int | None,
-        compile_mode: str | None = None,
-        extra: tuple[str, ...] = (),
-    ) -> None:
-        self.extra = list(extra)
-        overrides = [
-            f"env={env}",
-            f"agent={agent}",
-            f"device={device}",
-            f"compile={compile_mode or 'null'}",
-            # the section timer synchronizes a GPU around each section: CPU only
-            f"profile={str(device).startswith('cpu')}",
-            "progress=false",
-            f"learning_starts={learning_starts}",
-            "agent.actor_starts=0",
-            "total_steps=10000000",
-            f"torch_threads={threads if threads else 'null'}",
-            "plot=false",
-            *self.extra,
-        ]
-        with initialize_config_dir(config_dir=str(CODE / "configs"), version_base="1.3"):
-            self.cfg = compose("control_train", overrides=overrides)
+    def __init__(self, cfg: DictConfig, extra: Sequence[str] = ()) -> None:
+        self.cfg, self.extra = cfg, list(extra)
         self.tmp = tempfile.TemporaryDirectory()
         self.trainer = Trainer(self.cfg, Path(self.tmp.name))
-        while self.trainer.state.env_step < learning_starts:  # fill the buffer, untimed
+        while self.trainer.state.env_step < cfg.learning_starts:  # fill the buffer, untimed
             self.trainer.step(self.trainer.act())
         self.trainer.learn()
         self.trainer.agent.timer.reset()
@@ -211,28 +217,19 @@ def main() -> None:
     device = resolve_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
-    with initialize_config_dir(config_dir=str(CODE / "configs"), version_base="1.3"):
-        env_id = compose("control_train", overrides=[f"env={args.env}"]).env.id
-        for _, *overrides in args.variant:  # a bad override stops here, before any timing
-            compose("control_train", overrides=[f"env={args.env}", "agent=gempo_cpu", *overrides])
-    agents = {
-        name: Ours(args.env, name, args.learning_starts, str(device), args.threads)
-        for name in ("gempo_cpu", "sac", "gempo")
-    }
-    for name, *overrides in args.variant:  # levers on the preset, timed in the same rounds
-        agents[f"gempo_cpu+{name}"] = Ours(
-            args.env,
-            "gempo_cpu",
-            args.learning_starts,
-            str(device),
-            args.threads,
-            extra=tuple(overrides),
-        )
+    setup = (args.learning_starts, str(device), args.threads)
+    configs = {name: ours_config(args.env, name, *setup) for name in ("gempo_cpu", "sac", "gempo")}
+    variants = {f"gempo_cpu+{name}": overrides for name, *overrides in args.variant}
+    for name, overrides in variants.items():  # levers on the preset, timed in the same rounds
+        configs[name] = ours_config(args.env, "gempo_cpu", *setup, extra=overrides)
     if args.compile:  # the same agents compiled, timed in the same rounds
         for name in ("sac", "gempo"):
-            agents[f"{name}+{args.compile}"] = Ours(
-                args.env, name, args.learning_starts, str(device), args.threads, args.compile
+            configs[f"{name}+{args.compile}"] = ours_config(
+                args.env, name, *setup, compile_mode=args.compile
             )
+    # every config composed before the first buffer is filled: a bad option stops at once
+    agents = {name: Ours(cfg, variants.get(name, ())) for name, cfg in configs.items()}
+    env_id = configs["gempo_cpu"].env.id
     if importlib.util.find_spec("stable_baselines3") is None:
         print(
             "stable-baselines3 is not installed: skipping the SB3 SAC baseline "
