@@ -85,9 +85,8 @@ def ancestors(event) -> list:
     return out
 
 
-def count(args: argparse.Namespace) -> dict:
-    code = (args.code or REPO).resolve()
-    sys.path.insert(0, str(code))
+def count(args: argparse.Namespace, code: Path) -> dict:
+    """Profile ``agent=<args.agent>`` imported from the checkout ``code`` (already on the path)."""
     from hydra import compose, initialize_config_dir
 
     from control.agent import build_agent
@@ -190,7 +189,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(write(args.label, count(args)))
+    code = (args.code or REPO).resolve()
+    sys.path.insert(0, str(code))
+    # imported only now, so that gempo, control and configs all come from the same checkout
+    from gempo.errors import exit_on_user_error
+
+    print(write(args.label, exit_on_user_error(count)(args, code)))
 
 
 if __name__ == "__main__":
