@@ -202,7 +202,8 @@ def learning_figure(runs: Sequence[Run], y_label: str) -> Figure:
             if t != task:
                 continue
             x, mean, band = curve_band([r.curve for r in members])
-            ax.plot(x, mean, color=colour[method], label=f"{method} ({len(members)} seeds)")
+            seeds = f"{len(members)} seed" + ("s" if len(members) > 1 else "")
+            ax.plot(x, mean, color=colour[method], label=f"{method} ({seeds})")
             if band is not None:
                 ax.fill_between(x, band[0], band[1], color=colour[method], alpha=0.2)
         ax.set_title(task)
