@@ -14,8 +14,10 @@ agent.actor.optimizer.lr=3e-4``.
 torch thread each, in ``--runs-dir`` (default ``outputs/benchmarks/control_learning``). This
 project's runs checkpoint at every evaluation and an interrupted one resumes from its last
 checkpoint (exactly: ``python -m control.train resume=...``); an SB3 run restarts. Each finished
-run writes ``benchmarks/results/control_learning/<env>_<agent>_seed<k>.json`` (the curves, the
-budget, the wall time, the machine). ``report`` reads those files and writes
+run writes ``benchmarks/results/control_learning/<env>_<agent>_seed<k>.json``: the curves, the
+budget, the wall time, the machine, the overrides and the resolved ``agent`` and ``env``
+settings (so that a file says what ran even if a preset's numbers change later; files written
+before this was recorded have the overrides only). ``report`` reads those files and writes
 ``benchmarks/results/control_learning.{md,json}`` and ``docs/figures/control_learning.png``:
 per env and agent the final return's mean and IQM over seeds with 95% percentile-bootstrap
 intervals over seeds, for both evaluation rules, and the learning curves with 95% bands
@@ -41,6 +43,7 @@ import pandas as pd
 import torch
 from aggregate import Run, group, markdown, plot, table
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 from control.metrics import read_eval_curve
 from control.train import EVAL_SEED_OFFSET, train
@@ -107,6 +110,7 @@ def run_ours(
         "env_steps": result.env_step,
         "grad_updates": result.grad_updates,
         "overrides": overrides,
+        "settings": {g: OmegaConf.to_container(cfg[g], resolve=True) for g in ("agent", "env")},
         "wall_s_this_process": round(wall, 1),
         "resumed": bool(cfg.get("resume")),
         "curves": {p: c.to_dict(orient="list") for p, c in curves.items()},

@@ -3,7 +3,9 @@ headline and the mean of the last evaluations next to it."""
 
 from __future__ import annotations
 
-from control_learning import LAST_EVALS, as_runs
+import json
+
+from control_learning import LAST_EVALS, as_runs, run_ours
 
 
 def result(seed: int, evals: list[float], raws: list[float]) -> dict:
@@ -29,3 +31,16 @@ def test_the_final_return_is_the_headline_and_the_last_evaluations_are_averaged(
     assert run.score == 1000.0  # the protocol's final return, not an average
     assert run.finals == {"eval": 1000.0, "eval_raw": 9.0, "eval_last3": 500.0}
     assert run.meta["jobs"] == 2  # files written before the runs at a time were recorded
+
+
+def test_a_run_records_the_resolved_settings_it_ran_with(tmp_path):
+    """A result file names the numbers that ran, not just the preset's name, so it stays true
+    when a preset's numbers change."""
+    tiny = ["agent.actor.group_size=4", "learning_starts=50", "agent.actor_starts=100"]
+    tiny += ["eval_episodes=1", "batch_size=16"]
+    data = run_ours("hopper", "gempo_cpu", 0, 200, 100, tmp_path, ("n4", tiny))
+    assert data["agent"] == "gempo_cpu+n4"
+    assert data["settings"]["agent"]["actor"]["group_size"] == 4
+    assert data["settings"]["agent"]["name"] == "gempo_cpu"
+    assert data["settings"]["env"]["id"] == "Hopper-v5"
+    json.dumps(data)  # plain values, ready for the result file
