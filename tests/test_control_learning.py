@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 
-from control_learning import LAST_EVALS, as_runs, run_ours
+from control_learning import LAST_EVALS, RESULTS, as_runs, compose_cfg, run_ours
+from omegaconf import OmegaConf
 
 
 def result(seed: int, evals: list[float], raws: list[float]) -> dict:
@@ -44,3 +45,18 @@ def test_a_run_records_the_resolved_settings_it_ran_with(tmp_path):
     assert data["settings"]["agent"]["name"] == "gempo_cpu"
     assert data["settings"]["env"]["id"] == "Hopper-v5"
     json.dumps(data)  # plain values, ready for the result file
+
+
+def test_the_n16_preset_is_the_lever_its_learning_runs_measured():
+    """The docs report the rows ``gempo_cpu+lr3e-4+n16`` as ``agent=gempo_cpu_n16``'s numbers:
+    the preset composes to the settings those runs had, the name aside, on every task."""
+    for file in sorted(RESULTS.glob("*_gempo_cpu+lr3e-4+n16_seed*.json")):
+        record = json.loads(file.read_text())
+        lever = [o for o in record["overrides"] if o.startswith("agent.")]
+        env = record["overrides"][0].removeprefix("env=")
+        ran, _ = compose_cfg(env, "gempo_cpu", record["seed"], 100_000, 10_000, lever)
+        preset, _ = compose_cfg(env, "gempo_cpu_n16", record["seed"], 100_000, 10_000)
+        ran.agent.name = preset.agent.name
+        assert OmegaConf.to_container(ran, resolve=True) == OmegaConf.to_container(
+            preset, resolve=True
+        ), file.name
