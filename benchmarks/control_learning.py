@@ -255,9 +255,16 @@ def as_runs(results: list[dict]) -> list[Run]:
 
 
 def report(args: argparse.Namespace) -> None:
+    """The tables and the figure, over every seed or (``--seeds``) over the given seeds only,
+    into files named after them: the same-seed comparison of levers run on those seeds."""
     results = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))]
+    if args.seeds:
+        results = [data for data in results if data["seed"] in args.seeds]
     if not results:
-        raise GempoError(f"no results in {RESULTS}; run `control_learning.py run` first")
+        seeds = f" of seeds {args.seeds}" if args.seeds else ""
+        raise GempoError(f"no results{seeds} in {RESULTS}; run `control_learning.py run` first")
+    suffix = f"_seeds{'-'.join(map(str, args.seeds))}" if args.seeds else ""
+    command = " ".join(["report", *(["--seeds", *map(str, args.seeds)] if args.seeds else [])])
     runs = as_runs(results)
     rows = table(runs)
     walls = [
@@ -274,8 +281,10 @@ def report(args: argparse.Namespace) -> None:
     machines = sorted({r.meta["machine"] for r in runs})
     text = (
         "# Control: learning at equal env steps\n\n"
-        "Written by `python benchmarks/control_learning.py report` from "
-        "`benchmarks/results/control_learning/*.json`. Final evaluation return (10 episodes) "
+        f"Written by `python benchmarks/control_learning.py {command}` from "
+        "`benchmarks/results/control_learning/*.json`"
+        + (f" (seeds {', '.join(map(str, args.seeds))} only)" if args.seeds else "")
+        + ". Final evaluation return (10 episodes) "
         "per run; mean and IQM over seeds with 95% percentile-bootstrap intervals over seeds "
         "(`benchmarks/aggregate.py`). "
         "`eval`: each agent's evaluation rule (GeMPO best of 10 samples by min-Q, SAC its mean "
@@ -294,11 +303,12 @@ def report(args: argparse.Namespace) -> None:
         + "\n".join(walls)
         + "\n"
     )
-    out = RESULTS.parent / "control_learning"
+    out = RESULTS.parent / f"control_learning{suffix}"
     Path(f"{out}.md").write_text(text)
     Path(f"{out}.json").write_text(json.dumps(rows, indent=1) + "\n")
     print(text)
-    print(f"figure: {plot(runs, FIGURE, 'evaluation return (eval rule)')}")
+    figure = FIGURE.with_stem(FIGURE.stem + suffix)
+    print(f"figure: {plot(runs, figure, 'evaluation return (eval rule)')}")
 
 
 @exit_on_user_error
@@ -317,7 +327,8 @@ def main() -> None:
     go.add_argument("--runs-dir", type=Path, default=REPO / "outputs/benchmarks/control_learning")
     go.add_argument("--variant", help="name of a lever: results go to agent <agent>+<variant>")
     go.add_argument("--overrides", nargs="+", help="the variant's config overrides KEY=VALUE")
-    sub.add_parser("report", help="tables and the figure from the result files")
+    tables = sub.add_parser("report", help="tables and the figure from the result files")
+    tables.add_argument("--seeds", nargs="+", type=int, help="these seeds only (default: all)")
     args = parser.parse_args()
     run(args) if args.command == "run" else report(args)
 

@@ -3,9 +3,11 @@ headline and the mean of the last evaluations next to it."""
 
 from __future__ import annotations
 
+import argparse
 import json
 
-from control_learning import LAST_EVALS, RESULTS, as_runs, compose_cfg, run_ours
+import control_learning
+from control_learning import LAST_EVALS, RESULTS, as_runs, compose_cfg, report, run_ours
 from omegaconf import OmegaConf
 
 
@@ -32,6 +34,25 @@ def test_the_final_return_is_the_headline_and_the_last_evaluations_are_averaged(
     assert run.score == 1000.0  # the protocol's final return, not an average
     assert run.finals == {"eval": 1000.0, "eval_raw": 9.0, "eval_last3": 500.0}
     assert run.meta["jobs"] == 2  # files written before the runs at a time were recorded
+
+
+def test_a_report_over_some_seeds_reads_only_those_and_writes_its_own_files(tmp_path, monkeypatch):
+    """``report --seeds 0 1`` is the same-seed table next to the all-seed one, not over it."""
+    results = tmp_path / "results" / "control_learning"
+    results.mkdir(parents=True)
+    for seed in (0, 1, 3):
+        data = result(seed, [1.0, 100.0 * (seed + 1)], [1.0, 2.0])
+        (results / f"walker2d_gempo_cpu_seed{seed}.json").write_text(json.dumps(data))
+    monkeypatch.setattr(control_learning, "RESULTS", results)
+    monkeypatch.setattr(control_learning, "FIGURE", tmp_path / "figures" / "control_learning.png")
+    report(argparse.Namespace(seeds=None))
+    report(argparse.Namespace(seeds=[0, 1]))
+    every = json.loads((results.parent / "control_learning.json").read_text())
+    some = json.loads((results.parent / "control_learning_seeds0-1.json").read_text())
+    assert every[0]["seeds"] == [0, 1, 3] and some[0]["seeds"] == [0, 1]
+    assert some[0]["eval"]["per_seed"] == [100.0, 200.0]
+    assert "--seeds 0 1" in (results.parent / "control_learning_seeds0-1.md").read_text()
+    assert (tmp_path / "figures" / "control_learning_seeds0-1.png").is_file()
 
 
 def test_a_run_records_the_resolved_settings_it_ran_with(tmp_path):
