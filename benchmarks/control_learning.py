@@ -21,7 +21,8 @@ before this was recorded have the overrides only). ``report`` reads those files 
 ``benchmarks/results/control_learning.{md,json}`` and ``docs/figures/control_learning.png``:
 per env and agent the final return's mean and IQM over seeds with 95% percentile-bootstrap
 intervals over seeds, for both evaluation rules, and the learning curves with 95% bands
-(``benchmarks/aggregate.py``).
+(``benchmarks/aggregate.py``). ``report --seeds 0 1 2`` does the same over those seeds only,
+into ``control_learning_seeds0-1-2.{md,json}`` and ``control_learning_seeds0-1-2.png``.
 
 Protocol: ``--eval-every`` env steps, 10 episodes seeded ``seed + 10000 + i``; ``eval`` is each
 agent's evaluation rule (GeMPO: best of 10 samples by min-Q; SAC: the mean action), ``eval_raw``
