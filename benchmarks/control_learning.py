@@ -265,7 +265,7 @@ def report(args: argparse.Namespace) -> None:
         seeds = f" of seeds {args.seeds}" if args.seeds else ""
         raise GempoError(f"no results{seeds} in {RESULTS}; run `control_learning.py run` first")
     suffix = f"_seeds{'-'.join(map(str, args.seeds))}" if args.seeds else ""
-    command = " ".join(["report", *(["--seeds", *map(str, args.seeds)] if args.seeds else [])])
+    command = f"report --seeds {' '.join(map(str, args.seeds))}" if args.seeds else "report"
     runs = as_runs(results)
     rows = table(runs)
     walls = [
@@ -283,9 +283,7 @@ def report(args: argparse.Namespace) -> None:
     text = (
         "# Control: learning at equal env steps\n\n"
         f"Written by `python benchmarks/control_learning.py {command}` from "
-        "`benchmarks/results/control_learning/*.json`"
-        + (f" (seeds {', '.join(map(str, args.seeds))} only)" if args.seeds else "")
-        + ". Final evaluation return (10 episodes) "
+        "`benchmarks/results/control_learning/*.json`. Final evaluation return (10 episodes) "
         "per run; mean and IQM over seeds with 95% percentile-bootstrap intervals over seeds "
         "(`benchmarks/aggregate.py`). "
         "`eval`: each agent's evaluation rule (GeMPO best of 10 samples by min-Q, SAC its mean "

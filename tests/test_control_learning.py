@@ -71,7 +71,9 @@ def test_a_run_records_the_resolved_settings_it_ran_with(tmp_path):
 def test_the_n16_preset_is_the_lever_its_learning_runs_measured():
     """The docs report the rows ``gempo_cpu+lr3e-4+n16`` as ``agent=gempo_cpu_n16``'s numbers:
     the preset composes to the settings those runs had, the name aside, on every task."""
-    for file in sorted(RESULTS.glob("*_gempo_cpu+lr3e-4+n16_seed*.json")):
+    files = sorted(RESULTS.glob("*_gempo_cpu+lr3e-4+n16_seed*.json"))
+    assert files, "no result files of the lever in benchmarks/results/control_learning"
+    for file in files:
         record = json.loads(file.read_text())
         lever = [o for o in record["overrides"] if o.startswith("agent.")]
         env = record["overrides"][0].removeprefix("env=")
