@@ -68,6 +68,7 @@ def _positive_int(name: str, value: int) -> int:
 
 
 SCORES = ("mean", "min")
+NOISE_SPACES = ("action", "latent")
 SAMPLE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 AT_BOUND = 0.999
 """An action coordinate with ``|a| >= AT_BOUND`` counts as at the box's face."""
@@ -82,9 +83,10 @@ class FlowActor(GeMPOModule, Actor):
     Actor update, for ``G`` states (``actor_batch`` of the critic's batch, or all of it): the
     core's step with the states as contexts. Its proposal policy (a frozen copy of the policy
     refreshed every ``proposal_every`` actor updates) draws ``N = group_size`` actions per
-    state, plus Gaussian noise of std ``proposal_noise`` on the action (kept within
-    ``|a| <= 0.999``; :meth:`propose`); the critic scores the noisy actions (``score``: the mean
-    or the min of the twin heads); ``objective`` weights them and fits the flow to their
+    state, plus Gaussian noise of std ``proposal_noise`` on the action as in the reference, or
+    on the latent ``u`` (``proposal_noise_space``), kept within ``|a| <= 0.999``
+    (:meth:`propose`); the critic scores the noisy actions (``score``: the mean or the min of
+    the twin heads); ``objective`` weights them and fits the flow to their
     latents ``atanh(a)`` (with the temperature's own loss when it is learned), and one
     optimizer step covers the policy and the temperature. All ``G * N * steps`` network calls
     of the proposal are one batched solve, run in ``sample_dtype`` (``bfloat16`` autocast; no
@@ -112,6 +114,7 @@ class FlowActor(GeMPOModule, Actor):
         actor_batch: int | None = None,
         proposal_every: int = 1000,
         proposal_noise: float = 0.2,
+        proposal_noise_space: str = "action",
         score: str = "mean",
         error_clip: float | None = 5.0,
         sample_dtype: str = "float32",
@@ -123,6 +126,11 @@ class FlowActor(GeMPOModule, Actor):
         for name, value in (("act_noise", act_noise), ("proposal_noise", proposal_noise)):
             if value < 0:
                 raise GempoError(f"agent.actor.{name} must be >= 0, got {value}")
+        if proposal_noise_space not in NOISE_SPACES:
+            raise GempoError(
+                f"agent.actor.proposal_noise_space must be one of {', '.join(NOISE_SPACES)}, "
+                f"got {proposal_noise_space}"
+            )
         if score not in SCORES:
             raise GempoError(f"agent.actor.score must be one of {', '.join(SCORES)}, got {score}")
         if sample_dtype not in SAMPLE_DTYPES:
@@ -155,6 +163,7 @@ class FlowActor(GeMPOModule, Actor):
             None if actor_batch is None else _positive_int("actor_batch", actor_batch)
         )
         self.proposal_noise = float(proposal_noise)
+        self.proposal_noise_space = proposal_noise_space
         self.score_rule = score
         self.sample_dtype = SAMPLE_DTYPES[sample_dtype]
         self.act_candidates = _positive_int("act_candidates", act_candidates)
@@ -214,10 +223,16 @@ class FlowActor(GeMPOModule, Actor):
         return groups.cond, torch.atanh(groups.x), groups.rewards
 
     def propose(self, cond: Tensor) -> Tensor:
-        """One action of the frozen proposal per row of ``cond``, plus Gaussian noise on the
-        action as in the reference, clamped inside the faces: ``(batch, act_dim)``."""
-        actions = torch.tanh(self.sample_latents(self.proposal, cond))
-        actions = actions + self.proposal_noise * torch.randn_like(actions)
+        """One action of the frozen proposal per row of ``cond``, plus Gaussian noise of std
+        ``proposal_noise``, clamped inside the faces: ``(batch, act_dim)``. The noise is added
+        to the action ``tanh(u)`` as in the reference (near a face it pushes candidates onto
+        the clamp, whose latent is ``atanh(0.999)``) or, with ``proposal_noise_space: latent``,
+        to ``u``, where it moves an action less the closer it is to a face."""
+        latents = self.sample_latents(self.proposal, cond)
+        if self.proposal_noise_space == "latent":
+            actions = torch.tanh(latents + self.proposal_noise * torch.randn_like(latents))
+        else:
+            actions = torch.tanh(latents) + self.proposal_noise * torch.randn_like(latents)
         return actions.clamp(-AT_BOUND, AT_BOUND)
 
     def candidate_scores(self, q: Tensor) -> Tensor:

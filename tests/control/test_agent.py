@@ -180,6 +180,35 @@ def test_flow_actions_never_sit_on_the_box_faces_at_initialisation():
     assert actions.abs().max() < 1.0
 
 
+def test_proposal_noise_on_the_latent_keeps_candidates_off_the_faces():
+    """Action noise near a face clamps candidates onto it (latent ``atanh(0.999)``); the same
+    noise on the latent moves them along ``tanh`` and clamps almost none inside the box."""
+    obs = torch.randn(4000, 3)
+    shares = {}
+    for space in ("action", "latent"):
+        torch.manual_seed(0)
+        actor = small_actor(obs_dim=3, act_dim=6, proposal_noise=0.2, proposal_noise_space=space)
+        with torch.no_grad():  # a constant velocity 2.5: latents N(2.5, 1), actions near a face
+            actor.proposal.velocity_field.net[-1].weight.zero_()
+            actor.proposal.velocity_field.net[-1].bias.fill_(2.5)
+        torch.manual_seed(1)
+        latents = actor.sample_latents(actor.proposal, obs)
+        noise = 0.2 * torch.randn_like(latents)
+        torch.manual_seed(1)
+        actions = actor.propose(obs)
+        expected = torch.tanh(latents + noise) if space == "latent" else torch.tanh(latents) + noise
+        torch.testing.assert_close(actions, expected.clamp(-0.999, 0.999))
+        inside = (latents.abs() < 3.0).all(-1)  # the proposal's own action off the faces
+        shares[space] = (actions[inside].abs() >= 0.999).any(-1).float().mean().item()
+    assert shares["action"] > 0.5
+    assert shares["latent"] < 0.01
+
+
+def test_an_unknown_proposal_noise_space_is_one_error_naming_the_key():
+    with pytest.raises(GempoError, match="agent.actor.proposal_noise_space must be one of"):
+        small_actor(proposal_noise_space="box")
+
+
 def test_an_unreachable_kl_target_stops_when_the_actor_is_built():
     with pytest.raises(GempoError, match="cannot be held with groups of 8"):
         small_actor(objective=GeMPOObjective(SimplexExpWeight(target_kl=2.5)), group_size=8)
