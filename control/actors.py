@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Collection
 from typing import Literal
 
 import torch
@@ -65,6 +66,11 @@ def _positive_int(name: str, value: int) -> int:
     if int(value) < 1:
         raise GempoError(f"agent.actor.{name} must be >= 1, got {value}")
     return int(value)
+
+
+def _choice(name: str, value: str, options: Collection[str]) -> None:
+    if value not in options:
+        raise GempoError(f"agent.actor.{name} must be one of {', '.join(options)}, got {value}")
 
 
 SCORES = ("mean", "min")
@@ -126,18 +132,9 @@ class FlowActor(GeMPOModule, Actor):
         for name, value in (("act_noise", act_noise), ("proposal_noise", proposal_noise)):
             if value < 0:
                 raise GempoError(f"agent.actor.{name} must be >= 0, got {value}")
-        if proposal_noise_space not in NOISE_SPACES:
-            raise GempoError(
-                f"agent.actor.proposal_noise_space must be one of {', '.join(NOISE_SPACES)}, "
-                f"got {proposal_noise_space}"
-            )
-        if score not in SCORES:
-            raise GempoError(f"agent.actor.score must be one of {', '.join(SCORES)}, got {score}")
-        if sample_dtype not in SAMPLE_DTYPES:
-            raise GempoError(
-                f"agent.actor.sample_dtype must be one of {', '.join(SAMPLE_DTYPES)}, "
-                f"got {sample_dtype}"
-            )
+        _choice("proposal_noise_space", proposal_noise_space, NOISE_SPACES)
+        _choice("score", score, SCORES)
+        _choice("sample_dtype", sample_dtype, SAMPLE_DTYPES)
         if error_clip is not None and not error_clip > 0:
             raise GempoError(f"agent.actor.error_clip must be > 0 or null, got {error_clip}")
         policy = ContinuousFlowPolicy(
