@@ -43,12 +43,12 @@ import numpy as np
 import pandas as pd
 import torch
 from aggregate import Run, group, markdown, plot, table
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from control.metrics import read_eval_curve
 from control.train import EVAL_SEED_OFFSET, train
 from gempo.errors import GempoError, exit_on_user_error
+from gempo.runs import compose_config
 
 Variant = tuple[str | None, list[str]]  # (name, extra overrides) of a lever run
 
@@ -75,8 +75,7 @@ def compose_cfg(
         *COMMON,
         *extra,
     ]
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-        return compose("control_train", overrides=overrides), overrides
+    return compose_config("control_train", overrides), overrides
 
 
 def machine() -> str:

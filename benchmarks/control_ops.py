@@ -95,6 +95,7 @@ def count(args: argparse.Namespace, code: Path) -> dict:
     overrides = [f"agent={args.agent}", f"env={args.env}", f"device={args.device}"]
     if args.compile:
         overrides.append(f"compile={args.compile}")
+    # Hydra's own API rather than gempo.runs.compose_config: older checkouts are profiled too
     with initialize_config_dir(config_dir=str(code / "configs"), version_base="1.3"):
         cfg = compose("control_train", overrides=overrides)
     device = torch.device(args.device)

@@ -83,6 +83,7 @@ def ours_config(
         "plot=false",
         *extra,
     ]
+    # Hydra's own API rather than gempo.runs.compose_config: checkouts older than it are timed too
     with initialize_config_dir(config_dir=str(CODE / "configs"), version_base="1.3"):
         return compose("control_train", overrides=overrides)
 

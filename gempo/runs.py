@@ -1,7 +1,8 @@
 """What every entry point does around its work: the run folder (claimed, never silently
 overwritten) and resume lookup, Lightning loggers and progress bar, atomic JSON and file
 output, the command line that started the run, one-line checks of numeric options and config
-group choices, and :func:`hydra_main`, the entry-point decorator of every app."""
+group choices, :func:`hydra_main`, the entry-point decorator of every app, and
+:func:`compose_config`, the same config composed without the app."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import hydra
 import pandas as pd
 import pytorch_lightning as pl
 import torch
+from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import TQDMProgressBar
@@ -33,6 +35,15 @@ log = logging.getLogger(__name__)
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 """The Hydra config folder of every app (one group per sub-folder)."""
+
+
+def compose_config(
+    config_name: str, overrides: Sequence[str] = (), config_dir: Path = CONFIG_DIR
+) -> DictConfig:
+    """``configs/<config_name>.yaml`` composed with ``overrides``, as the command line would,
+    for scripts and tests that build a run's config without starting the app."""
+    with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
+        return compose(config_name=config_name, overrides=list(overrides))
 
 
 def hydra_main(

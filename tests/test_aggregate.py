@@ -15,10 +15,10 @@ import pytest
 import scipy.stats
 import yaml
 from aggregate import Run, iqm, learning_figure, name_methods, stratified_interval, summarize
-from hydra import compose, initialize_config_dir
 
 from control.train import train
-from tests.control.conftest import CONFIG_DIR, TINY
+from gempo.runs import compose_config
+from tests.control.conftest import TINY
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -64,10 +64,7 @@ def test_methods_are_named_by_the_overrides_that_differ_between_runs():
 def test_the_command_tabulates_finished_control_runs_and_skips_unfinished_ones(tmp_path):
     sweep = tmp_path / "sweep"
     for seed in (0, 1):
-        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-            cfg = compose(
-                "control_train", overrides=["agent=sac", *TINY, f"seed={seed}", "plot=false"]
-            )
+        cfg = compose_config("control_train", ["agent=sac", *TINY, f"seed={seed}", "plot=false"])
         train(cfg, sweep / f"seed{seed}")
     unfinished = sweep / "unfinished"
     shutil.copytree(sweep / "seed0", unfinished)

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "configs")
+from gempo.runs import compose_config
+
 DEVICE = os.environ.get("GEMPO_TEST_DEVICE", "cpu")
 """The device of the tests' runs (``benchmarks/gpu_check.sh`` sets ``cuda``)."""
 
@@ -57,7 +56,6 @@ def make_cfg() -> Callable[..., DictConfig]:
 
     def _make(*overrides: str, tiny: bool = True, agent: str = "gempo") -> DictConfig:
         base = [*TINY, *(TINY_GEMPO if agent == "gempo" else [])] if tiny else []
-        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-            return compose("control_train", overrides=[f"agent={agent}", *base, *overrides])
+        return compose_config("control_train", [f"agent={agent}", *base, *overrides])
 
     return _make

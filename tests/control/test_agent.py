@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -16,8 +15,8 @@ from control.profiling import SectionTimer
 from control.replay import Transitions
 from gempo.errors import GempoError
 from gempo.losses import GeMPOObjective
+from gempo.runs import CONFIG_DIR
 from gempo.weights import LinearWeight, SimplexExpWeight, SimplexLinearWeight
-from tests.control.conftest import CONFIG_DIR
 
 
 class QuadraticCritic(TwinCritic):
@@ -140,7 +139,7 @@ def test_observation_normalizer_matches_batch_statistics():
 
 
 def test_every_weight_config_builds_the_gempo_objective(make_cfg):
-    for name in sorted(p.stem for p in (Path(CONFIG_DIR) / "weight").glob("*.yaml")):
+    for name in sorted(p.stem for p in (CONFIG_DIR / "weight").glob("*.yaml")):
         cfg = make_cfg(f"weight={name}", "agent.actor.group_size=8")
         actor = instantiate(cfg.agent.actor)(obs_dim=4, act_dim=1)
         stats = actor.update(torch.randn(6, 4), TwinCritic(4, 1, hidden=8), SectionTimer())

@@ -5,7 +5,6 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
 
 from control.envs import (
     ActionScaler,
@@ -15,8 +14,7 @@ from control.envs import (
     snapshot_vector_env,
 )
 from gempo.errors import GempoError
-from gempo.runs import check_group_choices
-from tests.control.conftest import CONFIG_DIR
+from gempo.runs import check_group_choices, compose_config
 
 MUJOCO_TASKS = ["halfcheetah", "hopper", "walker2d", "ant", "humanoid", "swimmer"]
 
@@ -24,8 +22,7 @@ MUJOCO_TASKS = ["halfcheetah", "hopper", "walker2d", "ant", "humanoid", "swimmer
 def test_every_env_config_builds_a_continuous_vector_env():
     assert set(MUJOCO_TASKS) <= set(env_config_names())
     for name in env_config_names():
-        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-            cfg = compose("control_train", overrides=[f"env={name}"])
+        cfg = compose_config("control_train", [f"env={name}"])
         envs = make_vector_env(cfg.env.id, 2)
         obs, _ = envs.reset(seed=0)
         assert obs.shape == (2, envs.single_observation_space.shape[0])

@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
 from dna import metrics
 from dna.evaluate import (
@@ -32,7 +31,7 @@ from dna.oracle import (
 from dna.rewards import OracleReward
 from dna.sequences import decode, encode, write_fasta
 from gempo.errors import GempoError
-from tests.conftest import CONFIG_DIR
+from gempo.runs import compose_config
 
 LENGTH = 16
 ORACLE_SIZE = {"seq_len": LENGTH, "channels": 4, "first_kernel": 3, "num_blocks": 1, "hidden": 8}
@@ -194,8 +193,7 @@ def test_evaluate_cli_config_writes_three_tables(
         "num_samples=6",
         "log_lik_times=2",
     ]
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose(config_name="dna_evaluate", overrides=overrides)
+    cfg = compose_config("dna_evaluate", overrides)
     rows = evaluate(cfg)
     assert [r["name"] for r in rows] == ["pretrained", "best-of-N (N=12)", "designs", "gen"]
     assert [r["num"] for r in rows] == [6, 6, 2, 6]
@@ -206,7 +204,6 @@ def test_evaluate_cli_config_writes_three_tables(
     assert (tmp_path / "evaluation.md").read_text().count("\n| ") == 5  # header + 4 rows
     assert len(pd.read_csv(tmp_path / "evaluation.csv")) == 4
 
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        bad = compose(config_name="dna_evaluate", overrides=[*overrides, "num_samples=0"])
+    bad = compose_config("dna_evaluate", [*overrides, "num_samples=0"])
     with pytest.raises(GempoError, match="num_samples must be >= 1"):
         evaluate(bad)

@@ -14,7 +14,6 @@ import pandas as pd
 import pytest
 import torch
 from aggregate import read_dna_run
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 import dna.finetune
@@ -28,7 +27,8 @@ from dna.rewards import OracleReward
 from dna.sequences import encode, read_fasta
 from dna.training import anchor_sequences, training_half, training_reference_kmers
 from gempo.errors import GempoError
-from tests.conftest import CONFIG_DIR, REPO_ROOT
+from gempo.runs import compose_config
+from tests.conftest import REPO_ROOT
 
 LENGTH = 16
 
@@ -83,8 +83,7 @@ def tiny(
 
 
 def run(overrides: list[str]) -> dict:
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose(config_name="dna_finetune", overrides=overrides)
+    cfg = compose_config("dna_finetune", overrides)
     return finetune(cfg)
 
 

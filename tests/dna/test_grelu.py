@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from dna.evaluate import build_world
@@ -21,7 +20,8 @@ from dna.model import ReleaseGenerator, load_generator
 from dna.sequences import one_hot
 from dna.worlds import REAL
 from gempo.errors import GempoError
-from tests.conftest import CONFIG_DIR, REPO_ROOT
+from gempo.runs import compose_config
+from tests.conftest import REPO_ROOT
 from tests.dna.test_release import release_shapes, write_release_checkpoint
 
 grelu_lightning = pytest.importorskip("grelu.lightning", reason="needs the grelu extra")
@@ -96,8 +96,7 @@ def test_oracle_grelu_config_and_world_guard(release: dict[str, Path]) -> None:
         f"oracle.eval={release['eval']}",
         f"oracle.atac={release['atac']}",
     ]
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose(config_name="dna_finetune", overrides=overrides)
+    cfg = compose_config("dna_finetune", overrides)
     oracles = instantiate(cfg.oracle)
     tokens = torch.randint(0, 4, (4, 200))
     # the two Pred-Activity oracles are different models, frozen
@@ -106,10 +105,7 @@ def test_oracle_grelu_config_and_world_guard(release: dict[str, Path]) -> None:
     # real-world oracles with the simulated world's data stop in one line
     with pytest.raises(GempoError, match="oracle.finetune belongs to the real world"):
         build_world(oracles, ReleaseGenerator(hidden=8, stacks=1, steps=2), None, True, {})
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        same = compose(
-            config_name="dna_finetune", overrides=[*overrides, f"oracle.eval={release['finetune']}"]
-        )
+    same = compose_config("dna_finetune", [*overrides, f"oracle.eval={release['finetune']}"])
     with pytest.raises(GempoError, match="the same model"):
         build_world(instantiate(same.oracle), ReleaseGenerator(hidden=8, stacks=1), None, False, {})
 

@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from dna.model import (
@@ -20,8 +19,7 @@ from dna.model import (
 )
 from dna.pretrain import MaskedDiffusionPretraining, learning_rate_factor, pretrain
 from gempo.errors import GempoError
-from gempo.runs import check_group_choices
-from tests.conftest import CONFIG_DIR
+from gempo.runs import check_group_choices, compose_config
 
 TINY = {
     "channels": 8,
@@ -31,11 +29,6 @@ TINY = {
     "length": 12,
     "steps": 3,
 }
-
-
-def compose_config(name: str, overrides: list[str]):
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose(config_name=name, overrides=overrides)
 
 
 @pytest.mark.parametrize(

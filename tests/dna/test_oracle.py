@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from dna import simulator as sim
@@ -29,9 +28,9 @@ from dna.oracle import (
 from dna.oracle_training import provenance
 from dna.sequences import SEQ_LEN, encode, one_hot, reverse_complement
 from gempo.errors import GempoError
+from gempo.runs import compose_config
 
 REPO = Path(__file__).resolve().parents[2]
-CONFIGS = str(REPO / "configs")
 TINY = {"channels": 8, "hidden": 16, "num_blocks": 1}
 shipped = pytest.mark.skipif(
     not all(p.is_file() for p in SHIPPED_ORACLES.values()), reason="shipped oracles not built"
@@ -100,8 +99,7 @@ def test_oracle_config_with_a_user_model(tmp_path):
         "oracle.eval={_target_:dna.oracle.PredActivityOracle,channels:8,hidden:16,num_blocks:1}",
         "oracle.atac=null",
     ]
-    with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
-        cfg = compose(config_name="dna_oracle", overrides=overrides)
+    cfg = compose_config("dna_oracle", overrides)
     oracles = instantiate(cfg.oracle)
     assert isinstance(oracles, OracleSet) and oracles.atac is None
     assert oracles.finetune(tokens()).shape == oracles.eval(tokens()).shape == (5, 3)
@@ -132,9 +130,8 @@ def test_kmer_oracle_counts_each_kmer_with_its_reverse_complement():
 
 @shipped
 def test_shipped_oracles_from_config_and_manifest():
-    with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
-        cfg = compose(config_name="dna_oracle", overrides=["oracle=pred_activity"])
-        atac_cfg = compose(config_name="dna_oracle", overrides=["oracle=atac"])
+    cfg = compose_config("dna_oracle", ["oracle=pred_activity"])
+    atac_cfg = compose_config("dna_oracle", ["oracle=atac"])
     oracles = instantiate(cfg.oracle)
     assert isinstance(oracles.finetune, PredActivityOracle)
     assert oracles.finetune.world == oracles.eval.world == "simulated"  # shipped files
@@ -196,8 +193,7 @@ def compose_training(tmp_path: Path, task: str, extra: list[str] = ()) -> object
         "net.channels=8", "net.hidden=16", "net.num_blocks=1", f"export_dir={tmp_path / 'export'}",
         *extra,
     ]  # fmt: skip
-    with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
-        return compose(config_name="dna_oracle", overrides=overrides)
+    return compose_config("dna_oracle", overrides)
 
 
 def test_manifest_provenance_names_the_split_the_loader_made():

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from gempo.errors import GempoError, exit_on_user_error, find_user_error
-from tests.conftest import REPO_ROOT
+from gempo.runs import compose_config
 
 
 def test_missing_config_value_is_a_user_error(capsys: pytest.CaptureFixture[str]) -> None:
@@ -50,9 +49,8 @@ def test_an_override_compose_cannot_apply_is_one_line(
     override: str, named: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     @exit_on_user_error
-    def main() -> None:  # a script on Hydra's compose API, as the benchmarks are
-        with initialize_config_dir(str(REPO_ROOT / "configs"), version_base="1.3"):
-            compose("control_train", overrides=[override])
+    def main() -> None:  # a script composing a config, as the benchmarks do
+        compose_config("control_train", [override])
 
     with pytest.raises(SystemExit) as stop:
         main()
