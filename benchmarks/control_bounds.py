@@ -76,7 +76,8 @@ def main() -> None:
     parser.add_argument("--states", type=int, default=2048)
     parser.add_argument("--tag", default=None, help="write control_bounds_<tag>.{json,md}")
     args = parser.parse_args()
-    out = RESULTS / ("control_bounds" + (f"_{args.tag}" if args.tag else ""))
+    tag, suffix = (f" --tag {args.tag}", f"_{args.tag}") if args.tag else ("", "")
+    out = RESULTS / f"control_bounds{suffix}"
     torch.manual_seed(0)
     untrained = [
         {"env": env, "act_dim": dim, **shares(torch.randn(100_000, dim))}
@@ -88,7 +89,6 @@ def main() -> None:
     Path(f"{out}.json").write_text(
         json.dumps({"untrained": untrained, "trained": learned}, indent=1) + "\n"
     )
-    tag = f" --tag {args.tag}" if args.tag else ""
     lines = [
         "# Actions on the faces of the action box",
         "",
