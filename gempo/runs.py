@@ -37,12 +37,10 @@ CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 """The Hydra config folder of every app (one group per sub-folder)."""
 
 
-def compose_config(
-    config_name: str, overrides: Sequence[str] = (), config_dir: Path = CONFIG_DIR
-) -> DictConfig:
+def compose_config(config_name: str, overrides: Sequence[str] = ()) -> DictConfig:
     """``configs/<config_name>.yaml`` composed with ``overrides``, as the command line would,
     for scripts and tests that build a run's config without starting the app."""
-    with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         return compose(config_name=config_name, overrides=list(overrides))
 
 

@@ -8,7 +8,6 @@ import pytest
 import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-CONFIG_DIR = REPO_ROOT / "configs"
 
 
 @pytest.fixture(autouse=True)

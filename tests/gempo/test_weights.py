@@ -4,6 +4,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from gempo.errors import GempoError
+from gempo.runs import CONFIG_DIR
 from gempo.weights import (
     WEIGHT_FUNCTIONS,
     ExpWeight,
@@ -15,7 +16,6 @@ from gempo.weights import (
     check_finite_rewards,
     normalize_rewards,
 )
-from tests.conftest import CONFIG_DIR
 
 ADVANTAGES = torch.linspace(-3.0, 3.0, 41).reshape(1, -1)
 
