@@ -1,7 +1,7 @@
-"""Environment steps per second *with learning*: GeMPO's CPU presets (``agent=gempo_cpu`` and
-``agent=gempo_cpu_n16``), the reference settings (``agent=gempo``) and this project's SAC, next
-to Stable-Baselines3 SAC on the same env and machine, in the same run, plus the time split of
-one update.
+"""Environment steps per second *with learning*: GeMPO's CPU presets (``agent=gempo_cpu``,
+``agent=gempo_cpu_n16`` and ``agent=gempo_cpu_refresh100``), the reference settings
+(``agent=gempo``) and this project's SAC, next to Stable-Baselines3 SAC on the same env and
+machine, in the same run, plus the time split of one update.
 
     python benchmarks/control_throughput.py [--env walker2d] [--steps 300] [--rounds 3]
 
@@ -220,7 +220,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     setup = (args.learning_starts, str(device), args.threads)
-    presets = ("gempo_cpu", "gempo_cpu_n16", "sac", "gempo")
+    presets = ("gempo_cpu", "gempo_cpu_n16", "gempo_cpu_refresh100", "sac", "gempo")
     configs = {name: ours_config(args.env, name, *setup) for name in presets}
     variants = {f"gempo_cpu+{name}": overrides for name, *overrides in args.variant}
     for name, overrides in variants.items():  # levers on the preset, timed in the same rounds

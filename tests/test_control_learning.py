@@ -7,6 +7,7 @@ import argparse
 import json
 
 import control_learning
+import pytest
 from control_learning import LAST_EVALS, RESULTS, as_runs, compose_cfg, report, run_ours
 from omegaconf import OmegaConf
 
@@ -68,18 +69,22 @@ def test_a_run_records_the_resolved_settings_it_ran_with(tmp_path):
     json.dumps(data)  # plain values, ready for the result file
 
 
-def test_the_n16_preset_is_the_lever_its_learning_runs_measured():
-    """The docs report the rows ``gempo_cpu+lr3e-4+n16`` as ``agent=gempo_cpu_n16``'s numbers:
-    the preset composes to the settings those runs had, the name aside, on every task."""
-    files = sorted(RESULTS.glob("*_gempo_cpu+lr3e-4+n16_seed*.json"))
-    assert files, "no result files of the lever in benchmarks/results/control_learning"
+@pytest.mark.parametrize(
+    ("preset", "lever"),
+    [("gempo_cpu_n16", "lr3e-4+n16"), ("gempo_cpu_refresh100", "lr3e-4+refresh100")],
+)
+def test_a_preset_is_the_lever_its_learning_runs_measured(preset, lever):
+    """The docs report the rows ``gempo_cpu+<lever>`` as ``agent=<preset>``'s numbers: the
+    preset composes to the settings those runs had, the name aside, on every task."""
+    files = sorted(RESULTS.glob(f"*_gempo_cpu+{lever}_seed*.json"))
+    assert files, f"no result files of {lever} in benchmarks/results/control_learning"
     for file in files:
         record = json.loads(file.read_text())
-        lever = [o for o in record["overrides"] if o.startswith("agent.")]
+        overrides = [o for o in record["overrides"] if o.startswith("agent.")]
         env = record["overrides"][0].removeprefix("env=")
-        ran, _ = compose_cfg(env, "gempo_cpu", record["seed"], 100_000, 10_000, lever)
-        preset, _ = compose_cfg(env, "gempo_cpu_n16", record["seed"], 100_000, 10_000)
-        ran.agent.name = preset.agent.name
+        ran, _ = compose_cfg(env, "gempo_cpu", record["seed"], 100_000, 10_000, overrides)
+        composed, _ = compose_cfg(env, preset, record["seed"], 100_000, 10_000)
+        ran.agent.name = composed.agent.name
         assert OmegaConf.to_container(ran, resolve=True) == OmegaConf.to_container(
-            preset, resolve=True
+            composed, resolve=True
         ), file.name
